@@ -7,5 +7,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // One anvil per worker (test/helpers/anvil-global-setup.ts ANVIL_WORKERS); CI has two cores.
+    maxWorkers: 2,
   },
 });
