@@ -53,7 +53,7 @@ try {
   let meterWh = 1_000_000n;
 
   for (let n = 1; n <= SESSIONS; n++) {
-    const opened = await openSession(ledgerAsEv, "cp-bench", 40_000, 10_000_000_000_000_000n);
+    const opened = await openSession(ledgerAsEv, cpIdOf("cp-bench"), 40_000, 10_000_000_000_000_000n);
     const authorized = await authorizeSession(ledgerAsPile, opened.sessionId);
     const energyWh = 12_345n;
     const settled = await signAndSettle(ledgerAsEv, pile, domain, {

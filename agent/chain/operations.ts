@@ -68,18 +68,18 @@ export interface OpenedSession {
 
 export async function openSession(
   ledger: ChargingLedgerContract,
-  chargePointId: string,
+  cpId: string,
   maxEnergyWh: number,
   depositWei: bigint,
 ): Promise<OpenedSession> {
-  const receipt = await mined(`opening a session at ${chargePointId}`, () =>
-    ledger.openSession(cpIdOf(chargePointId), maxEnergyWh, { value: depositWei }),
+  const receipt = await mined(`opening a session at cpId ${cpId}`, () =>
+    ledger.openSession(cpId, maxEnergyWh, { value: depositWei }),
   );
   for (const log of receipt.logs) {
     const parsed = ledger.interface.parseLog(log);
     if (parsed?.name === "SessionOpened") return { sessionId: parsed.args[0] as bigint, receipt };
   }
-  throw new RuntimeError(`opening a session at ${chargePointId}: no SessionOpened event in the receipt`);
+  throw new RuntimeError(`opening a session at cpId ${cpId}: no SessionOpened event in the receipt`);
 }
 
 export function authorizeSession(ledger: ChargingLedgerContract, sessionId: bigint): Promise<ContractTransactionReceipt> {

@@ -53,7 +53,7 @@ export function parseConfig(raw: unknown, source: string, options: ParseOptions 
 /** Like loadConfig, but returns the problems instead of throwing. */
 export function checkConfig(path: string, env: NodeJS.ProcessEnv = process.env): ConfigCheck {
   const file = readConfigFile(path);
-  if (!file.ok) return { ok: false, problems: [file.problem] };
+  if (!file.ok) return { ok: false, problems: [oneLine(file.problem)] };
   return validateConfig(file.raw, path, { env, baseDir: dirname(resolve(path)) });
 }
 
@@ -67,7 +67,7 @@ export function validateConfig(raw: unknown, source: string, options: ParseOptio
       problems.push(...describeIssue(issue, overridden.raw, overridden.envNameByPath));
     }
   }
-  if (!result.success || problems.length > 0) return { ok: false, problems: [...new Set(problems)] };
+  if (!result.success || problems.length > 0) return { ok: false, problems: [...new Set(problems.map(oneLine))] };
   const config = resolvePaths(result.data, options.baseDir ?? dirname(resolve(source)));
   return { ok: true, config, envOverrides: [...overridden.envNameByPath.values()] };
 }
@@ -100,7 +100,8 @@ function parseJson(path: string, text: string): FileRead {
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const position = /at position (\d+)/.exec(message)?.[1];
-    const reason = message.replace(/ in JSON at position \d+.*$/, "");
+    // V8 words it either "… in JSON at position N" or "…, "<the source>" is not valid JSON"; keep only the reason.
+    const reason = message.replace(/ in JSON at position \d+.*$/s, "").replace(/, ".*" is not valid JSON$/s, "");
     if (position === undefined) return { ok: false, problem: `${path}: invalid JSON: ${reason}` };
     const before = text.slice(0, Number(position)).split("\n");
     const line = before.length;
@@ -296,6 +297,11 @@ function typeOf(value: unknown): string {
   if (Array.isArray(value)) return "list";
   if (typeof value === "object") return "mapping";
   return typeof value;
+}
+
+// Keys and parser messages may carry line breaks; a problem must stay one line so callers can count them.
+function oneLine(problem: string): string {
+  return problem.replace(/\s*\n\s*/g, " ");
 }
 
 function keyPathLabel(path: readonly string[]): string {

@@ -169,8 +169,8 @@ function sectionWithDefaults<T extends z.ZodType>(section: T): z.ZodPreprocess<T
   return z.preprocess((value) => value ?? {}, section);
 }
 
-function optionalSection<T extends z.ZodType>(section: T): z.ZodOptional<z.ZodPreprocess<T>> {
-  return z.preprocess((value) => value ?? undefined, section).optional();
+function optionalSection<T extends z.ZodType>(section: T): z.ZodPreprocess<z.ZodOptional<T>> {
+  return z.preprocess((value) => value ?? undefined, section.optional());
 }
 
 export const configSchema = z.strictObject({
