@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { NonceManager, formatEther, isAddress, type Provider } from "ethers";
+import { NonceManager, formatEther, isAddress, type Provider, type Signer } from "ethers";
 import type { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
 import { deviceEncryptionKey, loadKeystore, readPasswordFileChecked } from "../crypto/keystore.ts";
@@ -119,6 +119,7 @@ export function registerChainCommands(program: Command): void {
       if (!(await registry.isAttested(ownerAddress, role))) {
         await attestOnDevChain(provider, deployment.Registry, ownerAddress, role);
       }
+      await ensureSignerHasGas(provider, owner, device.address);
       const receipt = await registerChargePoint(registry, {
         chargePointId: config.chargePointId,
         kind,
@@ -144,6 +145,21 @@ export function registerChainCommands(program: Command): void {
     }
   });
 }
+
+/** The pile's device key sends authorize and settle transactions, so it needs gas money. */
+async function ensureSignerHasGas(provider: Provider, owner: Signer, signer: string): Promise<void> {
+  if ((await provider.getBalance(signer)) > 0n) return;
+  const { chainId } = await provider.getNetwork();
+  if (chainId !== BigInt(DEV_CHAIN_ID)) {
+    progress(`warning: the pile signer ${signer} has no balance; send it some gas money before the first session`);
+    return;
+  }
+  progress(`dev chain: funding the pile signer ${signer} with ${formatEther(DEV_SIGNER_FUNDING_WEI)} from the owner`);
+  const tx = await owner.sendTransaction({ to: signer, value: DEV_SIGNER_FUNDING_WEI });
+  await tx.wait();
+}
+
+const DEV_SIGNER_FUNDING_WEI = 10n ** 18n;
 
 function parseKind(value: string): CpKindName {
   const kinds = Object.keys(CpKind) as CpKindName[];

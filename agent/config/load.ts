@@ -10,7 +10,7 @@ import { z } from "zod";
 import { UsageError } from "../errors.ts";
 import { type Config, configSchema, expectationAtPath, schemaAtPath, sectionKeys, unwrapSchema } from "./schema.ts";
 
-/** A config that failed to load; `problems` holds one line per problem, in file order where known. */
+/** A config that failed to load; `problems` holds one line per problem, in the schema's key order. */
 export class ConfigError extends UsageError {
   readonly problems: string[];
 
@@ -21,9 +21,8 @@ export class ConfigError extends UsageError {
   }
 }
 
-export type ConfigCheck =
-  | { ok: true; config: Config; /** env vars that overrode a key, by name */ envOverrides: string[] }
-  | { ok: false; problems: string[] };
+/** A checked config, or its problems. `envOverrides` names the env vars that overrode a key. */
+export type ConfigCheck = { ok: true; config: Config; envOverrides: string[] } | { ok: false; problems: string[] };
 
 export interface ParseOptions {
   /** Env vars to apply as `TRUSTPILE_<PATH>` overrides; none unless given. */
@@ -34,7 +33,6 @@ export interface ParseOptions {
 
 const ENV_PREFIX = "TRUSTPILE_";
 const ENV_PATH_SEPARATOR = "__";
-
 
 /** Loads the config at `path`, with `TRUSTPILE_*` overrides from `env`; throws ConfigError listing every problem. */
 export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Config {
@@ -152,8 +150,9 @@ function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv): Overridden {
       overridden.problems.push(path);
       continue;
     }
-    if (sectionKeys(path) !== undefined) {
-      const example = sectionKeys(path)?.[0] ?? "";
+    const keysOfSection = sectionKeys(path);
+    if (keysOfSection !== undefined) {
+      const example = keysOfSection[0] ?? "";
       overridden.problems.push(
         `${name}: ${keyPathLabel(path)} is a section, expected one of its keys, e.g. ${pathToEnvName([...path, example])}`,
       );

@@ -13,9 +13,10 @@ import {
   type TypedDataDomain,
 } from "ethers";
 import { DEV_CHAIN_ID } from "../../agent/chain/dev-chain.ts";
-import { authorizeSession, openSession, signAndSettle } from "../../agent/chain/operations.ts";
+import { authorizeSession, mined, openSession, signAndSettle } from "../../agent/chain/operations.ts";
 import { decodeRevert } from "../../agent/chain/revert.ts";
 import { cpIdOf, ledgerDomain, type SessionTotal } from "../../agent/chain/session-total.ts";
+import type { ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
 import { testChainUrl, type LedgerFixture } from "./chain.ts";
 
 /** ceil(energyWh × pricePerKWh / 1000), as ChargingLedger._costOf. */
@@ -128,4 +129,22 @@ export function unbatchedProvider(): JsonRpcProvider {
     cacheTimeout: -1,
     pollingInterval: 50,
   });
+}
+
+/** Dev account `index` of the fixture (1..19 are free for tests). */
+export function accountOf(fixture: LedgerFixture, index: number): HDNodeWallet {
+  const account = fixture.accounts[index];
+  if (!account) throw new Error(`the fixture has no dev account ${index}`);
+  return account;
+}
+
+/** Sends `settle` for `total` with a ready-made signature, so a test can submit one signed over other fields. */
+export function settleWithSignature(
+  ledger: ChargingLedgerContract,
+  total: SessionTotal,
+  signature: string,
+): Promise<ContractTransactionReceipt> {
+  return mined(`settling session ${total.sessionId}`, () =>
+    ledger.settle(total.sessionId, total.meterStartWh, total.meterStopWh, total.startedAt, total.stoppedAt, total.evBehaviour, signature),
+  );
 }
