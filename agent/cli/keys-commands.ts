@@ -1,6 +1,6 @@
 import { createInterface } from "node:readline/promises";
 import { Writable } from "node:stream";
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import {
   createKeystore,
   deviceEncryptionKey,
@@ -12,27 +12,26 @@ import {
 import { publicKeyToBytes32 } from "../crypto/seal.ts";
 import { UsageError } from "../errors.ts";
 
-/**
- * For tests only: scrypt N for `keys new`. The default N costs seconds per keystore, which integration tests cannot
- * afford; a small N makes the keystore cheap to brute-force, so never set this on a pile.
- */
-export const KEYSTORE_SCRYPT_N_ENV = "TRUSTPILE_KEYSTORE_SCRYPT_N";
-
 interface KeysOptions {
   keystore: string;
   passwordFile?: string;
+  /**
+   * For tests only (a hidden option): scrypt N for `keys new`. The default N costs seconds per keystore, which
+   * integration tests cannot afford; a small N makes the keystore cheap to brute-force, so never use it on a pile.
+   * Not an environment variable, because every TRUSTPILE_* variable is a config override.
+   */
+  insecureScryptN?: string;
 }
 
 function warn(message: string): void {
   process.stderr.write(`trustpile: warning: ${message}\n`);
 }
 
-function scryptOptionsFromEnv(): CreateKeystoreOptions {
-  const raw = process.env[KEYSTORE_SCRYPT_N_ENV];
+function scryptOptionsOf(raw: string | undefined): CreateKeystoreOptions {
   if (raw === undefined || raw === "") return {};
   const scryptN = Number(raw);
   if (!/^\d+$/.test(raw) || !Number.isSafeInteger(scryptN) || scryptN < 2 || !Number.isInteger(Math.log2(scryptN))) {
-    throw new UsageError(`${KEYSTORE_SCRYPT_N_ENV}: expected a power of two >= 2, got "${raw}"`);
+    throw new UsageError(`--insecure-scrypt-n: expected a power of two >= 2, got "${raw}"`);
   }
   return { scryptN };
 }
@@ -92,8 +91,9 @@ export function registerKeysCommands(program: Command): void {
     .description("create a new device key; prints its address and X25519 encryption public key, never the private key")
     .requiredOption("--keystore <file>", "keystore to create (refuses to overwrite)")
     .option("--password-file <file>", "file whose first line is the password (else asked twice on the terminal)")
+    .addOption(new Option("--insecure-scrypt-n <n>").hideHelp())
     .action(async (options: KeysOptions) => {
-      const scryptOptions = scryptOptionsFromEnv();
+      const scryptOptions = scryptOptionsOf(options.insecureScryptN);
       const password = await newKeystorePassword(options.passwordFile);
       const created = await createKeystore(options.keystore, password, scryptOptions);
       process.stdout.write(
@@ -102,7 +102,7 @@ export function registerKeysCommands(program: Command): void {
           `keystore: ${options.keystore}\n`,
       );
       if (scryptOptions.scryptN !== undefined) {
-        warn(`keystore written with scrypt N=${scryptOptions.scryptN} from ${KEYSTORE_SCRYPT_N_ENV} (for tests only)`);
+        warn(`keystore written with scrypt N=${scryptOptions.scryptN} (--insecure-scrypt-n: for tests only)`);
       }
     });
 

@@ -13,7 +13,7 @@ import {
   type TypedDataDomain,
 } from "ethers";
 import { DEV_CHAIN_ID } from "../../agent/chain/dev-chain.ts";
-import { authorizeSession, mined, openSession, signAndSettle } from "../../agent/chain/operations.ts";
+import { authorizeSession, mined, signAndSettle } from "../../agent/chain/operations.ts";
 import { decodeRevert } from "../../agent/chain/revert.ts";
 import { cpIdOf, ledgerDomain, type SessionTotal } from "../../agent/chain/session-total.ts";
 import type { ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
@@ -86,6 +86,24 @@ export function totalOf(sessionId: bigint, chargePointId: string, energyWh: bigi
   };
 }
 
+export interface OpenedAt {
+  sessionId: bigint;
+  receipt: ContractTransactionReceipt;
+}
+
+/** Opens a session at the CP named `chargePointId` (its OCPP identity, hashed to the cpId here). */
+export async function openSessionAt(
+  ledger: ChargingLedgerContract,
+  chargePointId: string,
+  maxEnergyWh: number | bigint,
+  depositWei: bigint,
+): Promise<OpenedAt> {
+  const receipt = await mined(`opening a session at ${chargePointId}`, () =>
+    ledger.openSession(cpIdOf(chargePointId), maxEnergyWh, { value: depositWei }),
+  );
+  return { sessionId: eventArgs(receipt, ledger, "SessionOpened").getValue("sessionId") as bigint, receipt };
+}
+
 export interface SessionRun {
   ev: HDNodeWallet;
   signer: HDNodeWallet;
@@ -105,7 +123,7 @@ export interface SettledSession {
 
 /** Opens, authorizes (by the pile signer) and settles one session; returns the SessionSettled arguments. */
 export async function runSession(fixture: LedgerFixture, run: SessionRun): Promise<SettledSession> {
-  const { sessionId } = await openSession(fixture.ledger(run.ev), run.chargePointId, run.maxEnergyWh ?? 50_000, run.depositWei);
+  const { sessionId } = await openSessionAt(fixture.ledger(run.ev), run.chargePointId, run.maxEnergyWh ?? 50_000, run.depositWei);
   await authorizeSession(fixture.ledger(run.signer), sessionId);
   const relayerLedger = fixture.ledger(run.relayer ?? run.ev);
   const receipt = await signAndSettle(

@@ -13,7 +13,7 @@ import { freePort } from "../../../agent/net.ts";
 import { testChainUrl } from "../../helpers/chain.ts";
 import { runCli, stderrLines } from "../../helpers/cli.ts";
 
-const SCRYPT_ENV = { TRUSTPILE_KEYSTORE_SCRYPT_N: "1024" };
+const FAST_SCRYPT = ["--insecure-scrypt-n", "1024"];
 
 describe("trustpile chain / ev / query on a real anvil", () => {
   let dir: string;
@@ -26,7 +26,7 @@ describe("trustpile chain / ev / query on a real anvil", () => {
 
   it("chain deploy to an unreachable RPC fails in under 10 s with one clear line and exit 1", async () => {
     const closedPort = await freePort();
-    const result = runCli(["chain", "deploy", "--rpc", `http://127.0.0.1:${closedPort}`, "--out", join(dir, "x.json")]);
+    const result = await runCli(["chain", "deploy", "--rpc", `http://127.0.0.1:${closedPort}`, "--out", join(dir, "x.json")]);
     expect(result.status).toBe(1);
     expect(result.elapsedMs).toBeLessThan(10_000);
     expect(stderrLines(result)).toEqual([expect.stringMatching(/^trustpile: chain RPC http:\/\/127\.0\.0\.1:\d+ is unreachable: /)]);
@@ -34,7 +34,7 @@ describe("trustpile chain / ev / query on a real anvil", () => {
 
   it("deploys, registers a pile with its sealed contact, opens a session, and queries history by pointers", async () => {
     const deploymentPath = join(dir, "deployment.json");
-    const deployed = runCli(["chain", "deploy", "--rpc", rpcUrl, "--out", deploymentPath]);
+    const deployed = await runCli(["chain", "deploy", "--rpc", rpcUrl, "--out", deploymentPath]);
     expect(deployed.stderr).toContain("deploying ChargingLedger");
     expect(deployed.status).toBe(0);
     const deployment = readDeployment(deploymentPath);
@@ -42,7 +42,7 @@ describe("trustpile chain / ev / query on a real anvil", () => {
 
     writeFileSync(join(dir, "pw"), "correct horse\n");
     chmodSync(join(dir, "pw"), 0o600);
-    const keys = runCli(["keys", "new", "--keystore", "device-key.json", "--password-file", "pw"], { cwd: dir, env: SCRYPT_ENV });
+    const keys = await runCli(["keys", "new", "--keystore", "device-key.json", "--password-file", "pw", ...FAST_SCRYPT], { cwd: dir });
     expect(keys.status).toBe(0);
     writeFileSync(
       join(dir, "config.yaml"),
@@ -56,7 +56,7 @@ describe("trustpile chain / ev / query on a real anvil", () => {
       ].join("\n"),
     );
 
-    const registered = runCli(["chain", "register", "--config", "config.yaml", "--price", "0.0003ether", "--area", "42"], { cwd: dir });
+    const registered = await runCli(["chain", "register", "--config", "config.yaml", "--price", "0.0003ether", "--area", "42"], { cwd: dir });
     expect(registered.status).toBe(0);
     // On a dev chain the pile's device key gets gas money from the owner, so it can authorize and settle.
     expect(registered.stderr).toContain("dev chain: funding the pile signer");
@@ -76,7 +76,7 @@ describe("trustpile chain / ev / query on a real anvil", () => {
       "Ana Ruiz, +34 600 000 000",
     );
 
-    const opened = runCli(["ev", "open", "--config", "config.yaml", "--cp", "cp-cli-1", "--deposit", "0.003ether", "--max-energy-wh", "8000"], { cwd: dir });
+    const opened = await runCli(["ev", "open", "--config", "config.yaml", "--cp", "cp-cli-1", "--deposit", "0.003ether", "--max-energy-wh", "8000"], { cwd: dir });
     expect(opened.status).toBe(0);
     // 0.003 ether at 0.0003 ether/kWh covers 10 kWh; the EV's own limit of 8 kWh is lower.
     expect(opened.stdout).toContain("up to 8000 Wh (deposit covers 10000 Wh, limit 8000 Wh)");
@@ -98,7 +98,7 @@ describe("trustpile chain / ev / query on a real anvil", () => {
     });
     expect((await ledger.session(sessionId)).status).toBe(SessionStatus.Settled);
 
-    const query = runCli(["query", "cp", "cp-cli-1", "--config", "config.yaml", "--json"], { cwd: dir });
+    const query = await runCli(["query", "cp", "cp-cli-1", "--config", "config.yaml", "--json"], { cwd: dir });
     expect(query.status).toBe(0);
     const history = JSON.parse(query.stdout) as { chargingRecords: { energyWh: string; costWei: string; sessionId: string; evScore: number }[] };
     expect(history.chargingRecords).toEqual([

@@ -1,33 +1,22 @@
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { runCli, type CliResult } from "../../helpers/cli.ts";
 
-const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const tempDir = mkdtempSync(join(tmpdir(), "trustpile-config-check-"));
 afterAll(() => rmSync(tempDir, { recursive: true, force: true }));
 
-// The test runner's own TRUSTPILE_* variables would override keys and change the outcome.
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("TRUSTPILE_")));
-
-function configCheck(file: string, env: NodeJS.ProcessEnv = cleanEnv): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ["bin/trustpile.js", "config", "check", file], {
-    cwd: repoRoot,
-    env,
-    encoding: "utf8",
-    timeout: 30_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+function configCheck(file: string, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return runCli(["config", "check", file], { env });
 }
 
 describe("trustpile config check", () => {
-  it("exits 2 with one stderr line per problem", () => {
+  it("exits 2 with one stderr line per problem", async () => {
     const file = join(tempDir, "bad.yaml");
     writeFileSync(file, "chargePointId: cp-001\nmeter:\n  staleAfterMs: 5s\n  baudRat: 9600\ngpio:\n  relay: { line: 17 }\n");
 
-    const { status, stdout, stderr } = configCheck(file);
+    const { status, stdout, stderr } = await configCheck(file);
 
     expect(status).toBe(2);
     expect(stdout).toBe("");
@@ -38,8 +27,8 @@ describe("trustpile config check", () => {
     ]);
   });
 
-  it("exits 0 with a one-line summary for the example config", () => {
-    const { status, stdout, stderr } = configCheck("agent/config/example.yaml");
+  it("exits 0 with a one-line summary for the example config", async () => {
+    const { status, stdout, stderr } = await configCheck("agent/config/example.yaml");
 
     expect(stderr).toBe("");
     expect(status).toBe(0);
@@ -48,18 +37,18 @@ describe("trustpile config check", () => {
     );
   });
 
-  it("applies env overrides and names them", () => {
-    const { status, stdout } = configCheck("agent/config/example.yaml", { ...cleanEnv, TRUSTPILE_OCPP__VERSION: "2.0.1" });
+  it("applies env overrides and names them", async () => {
+    const { status, stdout } = await configCheck("agent/config/example.yaml", { TRUSTPILE_OCPP__VERSION: "2.0.1" });
 
     expect(status).toBe(0);
     expect(stdout).toContain("ocpp 2.0.1");
     expect(stdout).toContain("env overrides TRUSTPILE_OCPP__VERSION");
   });
 
-  it("exits 2 naming the file when it cannot be read", () => {
+  it("exits 2 naming the file when it cannot be read", async () => {
     const file = join(tempDir, "missing.yaml");
 
-    const { status, stderr } = configCheck(file);
+    const { status, stderr } = await configCheck(file);
 
     expect(status).toBe(2);
     expect(stderr).toBe(`${file}: cannot read (ENOENT: no such file or directory)\n`);
