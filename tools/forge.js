@@ -13,8 +13,8 @@ try {
   binary = join(dirname(require.resolve(`${packageName}/package.json`)), "bin", "forge");
 } catch {
   process.stderr.write(
-    `tools/forge.js: ${packageName} is not installed (a devDependency, ${process.platform}-${process.arch} only); ` +
-      "run npm ci on linux x64\n",
+    `tools/forge.js: cannot find ${packageName}: it is a devDependency built for linux-x64 only ` +
+      `(this is ${process.platform}-${process.arch}); on linux-x64 run \`npm ci\`\n`,
   );
   process.exit(1);
 }

@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { recoverAddress, type HDNodeWallet } from "ethers";
+import { concat, recoverAddress, Signature, toBeHex, ZeroAddress, type HDNodeWallet } from "ethers";
 import { Role, SessionStatus } from "../../agent/chain/contracts.ts";
 import { DEV_CHAIN_ID } from "../../agent/chain/dev-chain.ts";
 import { attest, authorizeSession, mined, signAndSettle } from "../../agent/chain/operations.ts";
@@ -9,6 +9,7 @@ import {
   deployLedgerFixture,
   latestTimestamp,
   PRICE_WEI_PER_KWH,
+  rpc,
   type LedgerFixture,
 } from "../helpers/chain.ts";
 import {
@@ -29,6 +30,7 @@ import {
 /** A price that makes energy × price / 1000 fractional, so the ceiling in the cost is visible. */
 const ODD_PRICE_WEI_PER_KWH = 333_333_333_333_333n;
 const AUTH_TIMEOUT_S = 600;
+const SECP256K1_ORDER = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const SETTLE_TIMEOUT_S = 172_800;
 
 interface Cast {
@@ -210,6 +212,19 @@ describe("ChargingLedger settle rejections", () => {
     ]);
   });
 
+  it("rejects a malleated (high-s), a 64-byte compact and an empty signature as recovering no one", async () => {
+    const sessionId = await openAuthorized(cast);
+    const total = totalOf(sessionId, CP, 1_000n);
+    const valid = Signature.from(await signSessionTotal(cast.signer, domainOf(cast.fixture), total));
+    const highS = concat([valid.r, toBeHex(SECP256K1_ORDER - BigInt(valid.s), 32), valid.v === 27 ? "0x1c" : "0x1b"]);
+    for (const signature of [highS, valid.compactSerialized, "0x"]) {
+      await expectRevert(settleWithSignature(cast.fixture.ledger(cast.ev), total, signature), "InvalidSignature", [
+        sessionId, ZeroAddress, cast.signer.address,
+      ]);
+    }
+    await settleWithSignature(cast.fixture.ledger(cast.ev), total, valid.serialized);
+  });
+
   it("rejects a second settle with AlreadySettled", async () => {
     const sessionId = await openAuthorized(cast);
     const total = totalOf(sessionId, CP, 1_000n);
@@ -297,6 +312,31 @@ describe("ChargingLedger timeouts", () => {
     // Cancelling writes no charging record and does not touch credibility.
     expect([...(await fixture.ledger(ev).counts())]).toEqual([1n, 0n, 0n, 0n]);
     expect(await fixture.ledger(ev).credibility(ev.address)).toBe(0n);
+  });
+
+  it("puts the last authorize second and the first cancel second next to each other", async () => {
+    const { fixture, ev, signer } = cast;
+    const first = (await openSessionAt(fixture.ledger(ev), CP, 1_000, depositWei)).sessionId;
+    const { stampedAt } = await fixture.ledger(ev).session(first);
+    const deadline = stampedAt + BigInt(AUTH_TIMEOUT_S);
+    await rpc(fixture.provider, "evm_setNextBlockTimestamp", [Number(deadline)]);
+    await authorizeSession(fixture.ledger(signer), first);
+    expect((await fixture.ledger(ev).session(first)).stampedAt).toBe(deadline);
+
+    const late = (await openSessionAt(fixture.ledger(ev), CP, 1_000, depositWei)).sessionId;
+    const lateStamp = (await fixture.ledger(ev).session(late)).stampedAt;
+    await rpc(fixture.provider, "evm_setNextBlockTimestamp", [Number(lateStamp + BigInt(AUTH_TIMEOUT_S) + 1n)]);
+    await expectRevert(fixture.ledger(signer).authorize(late), "AuthorizationWindowClosed", [late, lateStamp + BigInt(AUTH_TIMEOUT_S)]);
+    await rpc(fixture.provider, "evm_mine");
+
+    const second = (await openSessionAt(fixture.ledger(ev), CP, 1_000, depositWei)).sessionId;
+    const secondStamp = (await fixture.ledger(ev).session(second)).stampedAt;
+    await rpc(fixture.provider, "evm_setNextBlockTimestamp", [Number(secondStamp + BigInt(AUTH_TIMEOUT_S))]);
+    await expectRevert(fixture.ledger(ev).cancel(second), "TooEarly", [second, secondStamp + BigInt(AUTH_TIMEOUT_S) + 1n]);
+    await rpc(fixture.provider, "evm_mine");
+    await rpc(fixture.provider, "evm_setNextBlockTimestamp", [Number(secondStamp + BigInt(AUTH_TIMEOUT_S) + 1n)]);
+    await mined("cancel at the first allowed second", () => fixture.ledger(ev).cancel(second));
+    expect((await fixture.ledger(ev).session(second)).status).toBe(SessionStatus.Cancelled);
   });
 
   it("closes the authorization window after authTimeout", async () => {
@@ -527,6 +567,18 @@ describe("ChargingLedger attestation", () => {
     await expectRevert(ledger.openSession(cpIdOf("NO-SUCH-CP"), 1_000, { value: 1n }), "UnknownChargePoint", [cpIdOf("NO-SUCH-CP")]);
     await expectRevert(ledger.openSession(cpIdOf(CP), 0, { value: 1n }), "ZeroMaxEnergy", []);
     await expectRevert(ledger.openSession(cpIdOf(CP), 1_000, { value: 0n }), "ZeroDeposit", []);
+
+    // Deposits live in 88 bits of the EV's account slot; a richer EV is refused rather than truncated.
+    const whale = accountOf(cast.fixture, 19);
+    await cast.fixture.attestEv(whale);
+    await rpc(cast.fixture.provider, "anvil_setBalance", [whale.address, toBeHex(2n ** 90n)]);
+    const maxDeposit = 2n ** 88n - 1n;
+    await expectRevert(cast.fixture.ledger(whale).openSession(cpIdOf(CP), 1_000, { value: maxDeposit + 1n }), "DepositTooLarge", [
+      maxDeposit + 1n, maxDeposit,
+    ]);
+    const opened = await openSessionAt(cast.fixture.ledger(whale), CP, 1_000, maxDeposit);
+    expect((await ledger.session(opened.sessionId)).heldDeposit).toBe(maxDeposit);
+    await rpc(cast.fixture.provider, "anvil_setBalance", [whale.address, toBeHex(10n ** 22n)]);
   });
 });
 
@@ -560,7 +612,8 @@ describe("ChargingLedger record pointers", () => {
     }
     for (const [i, step] of plan.entries()) await authorizeSession(fixture.ledger(step.signer), sessionIds[i] ?? 0n);
     for (const [i, step] of plan.entries()) {
-      await signAndSettle(fixture.ledger(ownerA), step.signer, domainOf(fixture), totalOf(sessionIds[i] ?? 0n, step.cp, step.energyWh, step.evBehaviour));
+      const total = totalOf(sessionIds[i] ?? 0n, step.cp, step.energyWh, step.evBehaviour);
+      await signAndSettle(fixture.ledger(ownerA), step.signer, domainOf(fixture), total);
     }
 
     const ledger = fixture.ledger(x);

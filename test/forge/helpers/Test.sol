@@ -4,43 +4,12 @@ pragma solidity ^0.8.24;
 import {Vm} from "./Vm.sol";
 
 /**
- * @dev Base of the forge suites, in place of forge-std's `Test`: the cheatcode handle, assertions and the invariant
- * target lists. Assertions revert with `Error(string)` ("<message>: <left> != <right>"), which forge prints as the
- * failure reason; forge 1.x fails a test on any revert, so nothing else is needed (no DSTest `failed()` slot).
- *
- * Invariant targets: forge calls `targetContracts()` and `targetSelectors()` on the test contract when they exist;
- * an empty list means "every contract deployed in setUp", which would also fuzz the ledger directly, so invariant
- * suites register their handler with `targetContract` / `targetSelector` in setUp.
+ * @dev The cheatcode handle, input shaping and assertions, for tests and for invariant handlers alike. Assertions
+ * revert with `Error(string)` ("<message>: <left> != <right>"), which forge prints as the failure reason; forge 1.x
+ * fails a test on any revert, so nothing else is needed (no DSTest `failed()` slot, no `IS_TEST()`).
  */
-abstract contract Test {
+abstract contract Assertions {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
-
-    /// @dev Same shape forge decodes from `targetSelectors()`: `(address,bytes4[])[]`.
-    struct FuzzSelector {
-        address addr;
-        bytes4[] selectors;
-    }
-
-    address[] private _targetedContracts;
-    FuzzSelector[] private _targetedSelectors;
-
-    // ---------------------------------------------------------------- invariant targets
-
-    function targetContracts() public view returns (address[] memory) {
-        return _targetedContracts;
-    }
-
-    function targetSelectors() public view returns (FuzzSelector[] memory) {
-        return _targetedSelectors;
-    }
-
-    function targetContract(address target) internal {
-        _targetedContracts.push(target);
-    }
-
-    function targetSelector(FuzzSelector memory selection) internal {
-        _targetedSelectors.push(selection);
-    }
 
     // ---------------------------------------------------------------- fuzz input shaping
 
@@ -95,5 +64,39 @@ abstract contract Test {
         pure
     {
         revert(string.concat(message, ": ", left, " ", relation, " ", right));
+    }
+}
+
+/**
+ * @dev Base of the forge suites, in place of forge-std's `Test`.
+ *
+ * Invariant targets: forge calls `targetContracts()` and `targetSelectors()` on the test contract when they exist
+ * (also `excludeContracts()`, `targetSenders()`… which we do not need); an empty list means "every contract deployed
+ * in setUp", which would also fuzz the ledger directly, so invariant suites register their handler in setUp.
+ */
+abstract contract Test is Assertions {
+    /// @dev Same shape forge decodes from `targetSelectors()`: `(address,bytes4[])[]`.
+    struct FuzzSelector {
+        address addr;
+        bytes4[] selectors;
+    }
+
+    address[] private _targetedContracts;
+    FuzzSelector[] private _targetedSelectors;
+
+    function targetContracts() public view returns (address[] memory) {
+        return _targetedContracts;
+    }
+
+    function targetSelectors() public view returns (FuzzSelector[] memory) {
+        return _targetedSelectors;
+    }
+
+    function targetContract(address target) internal {
+        _targetedContracts.push(target);
+    }
+
+    function targetSelector(FuzzSelector memory selection) internal {
+        _targetedSelectors.push(selection);
     }
 }
