@@ -10,7 +10,7 @@ import { readFileSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
-import { renderTypedArtifact, type AbiItem } from "./typegen.ts";
+import { METHOD_TYPES_MODULE, renderTypedArtifact, type AbiItem } from "./typegen.ts";
 
 const require = createRequire(import.meta.url);
 const solc = require("solc") as {
@@ -90,23 +90,29 @@ export function compileContracts(): { name: string; json: string; ts: string }[]
   return artifacts.sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** Every generated file, by its path under contracts/artifacts/. */
+function artifactFiles(artifacts: { name: string; json: string; ts: string }[]): [string, string][] {
+  return [
+    ["method-types.ts", METHOD_TYPES_MODULE],
+    ...artifacts.flatMap((a): [string, string][] => [
+      [`${a.name}.json`, a.json],
+      [`${a.name}.ts`, a.ts],
+    ]),
+  ];
+}
+
 function main(): void {
   const check = process.argv.includes("--check");
   const started = Date.now();
   const artifacts = compileContracts();
   const stale: string[] = [];
   mkdirSync(artifactsDir, { recursive: true });
-  for (const artifact of artifacts) {
-    for (const [extension, content] of [
-      ["json", artifact.json],
-      ["ts", artifact.ts],
-    ] as const) {
-      const path = join(artifactsDir, `${artifact.name}.${extension}`);
-      const current = existsSync(path) ? readFileSync(path, "utf8") : undefined;
-      if (current === content) continue;
-      if (check) stale.push(relative(projectRoot, path));
-      else writeFileSync(path, content);
-    }
+  for (const [file, content] of artifactFiles(artifacts)) {
+    const path = join(artifactsDir, file);
+    const current = existsSync(path) ? readFileSync(path, "utf8") : undefined;
+    if (current === content) continue;
+    if (check) stale.push(relative(projectRoot, path));
+    else writeFileSync(path, content);
   }
   if (stale.length > 0) {
     process.stderr.write(`contract artifacts are out of date: ${stale.join(", ")}; run npm run build:contracts\n`);

@@ -113,15 +113,7 @@ contract ChargingLedgerTest is Test {
 
     function _settleAs(address relayer, SessionTotal memory total, bytes memory signature) internal {
         vm.prank(relayer);
-        ledger.settle(
-            total.sessionId,
-            total.meterStartWh,
-            total.meterStopWh,
-            total.startedAt,
-            total.stoppedAt,
-            total.evBehaviour,
-            signature
-        );
+        ledger.submit(total, signature);
     }
 
     function _status(uint256 sessionId) internal view returns (ChargingLedger.Status status) {

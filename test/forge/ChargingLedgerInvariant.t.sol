@@ -16,6 +16,7 @@ import {LedgerDeployment, SessionTotal, SessionTotalSigner} from "./helpers/Ledg
  * Ghost variables count what went in and out, independently of the ledger's own bookkeeping.
  */
 contract LedgerHandler is Assertions {
+    using SessionTotalSigner for ChargingLedger;
     uint256 internal constant EV_COUNT = 3;
     uint256 internal constant CP_COUNT = 3;
     uint32 internal constant MAX_ENERGY_CAP_WH = 80_000;
@@ -279,15 +280,7 @@ contract LedgerHandler is Assertions {
     // ================================================================ internals
 
     function _settle(SessionTotal memory total, bytes memory signature) internal {
-        ledger.settle(
-            total.sessionId,
-            total.meterStartWh,
-            total.meterStopWh,
-            total.startedAt,
-            total.stoppedAt,
-            total.evBehaviour,
-            signature
-        );
+        ledger.submit(total, signature);
     }
 
     /// @dev The first session in `status`, scanning from a random start; 0 when there is none.

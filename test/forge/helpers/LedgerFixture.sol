@@ -42,7 +42,11 @@ library SessionTotalSigner {
     }
 
     function settle(ChargingLedger ledger, uint256 signerKey, SessionTotal memory total) internal {
-        bytes memory signature = sign(ledger, signerKey, total);
+        submit(ledger, total, sign(ledger, signerKey, total));
+    }
+
+    /// @dev Sends `total` with any signature, for tests of forged, replayed and malformed ones.
+    function submit(ChargingLedger ledger, SessionTotal memory total, bytes memory signature) internal {
         ledger.settle(
             total.sessionId,
             total.meterStartWh,
