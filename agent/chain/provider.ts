@@ -1,4 +1,5 @@
 import { JsonRpcProvider, Network, WebSocketProvider, type Provider } from "ethers";
+import WebSocket from "ws";
 import { RuntimeError, describeError } from "../errors.ts";
 
 /**
@@ -35,25 +36,26 @@ async function fetchChainId(rpcUrl: string, timeoutMs: number): Promise<bigint> 
 
 function fetchChainIdOverWebSocket(rpcUrl: string, timeoutMs: number): Promise<bigint> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(rpcUrl);
+    const socket = new WebSocket(rpcUrl, { handshakeTimeout: timeoutMs });
     const timer = setTimeout(() => {
-      socket.close();
+      socket.terminate();
       reject(new RuntimeError(`chain RPC ${rpcUrl} is unreachable: no answer within ${timeoutMs} ms`));
     }, timeoutMs);
-    socket.onopen = () => socket.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }));
-    socket.onmessage = (message) => {
+    socket.once("open", () => socket.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] })));
+    socket.once("message", (data) => {
       clearTimeout(timer);
       socket.close();
       try {
-        resolve(parseChainIdReply(rpcUrl, String(message.data)));
+        resolve(parseChainIdReply(rpcUrl, data.toString()));
       } catch (error) {
         reject(error);
       }
-    };
-    socket.onerror = () => {
+    });
+    socket.once("error", (error) => {
       clearTimeout(timer);
-      reject(new RuntimeError(`chain RPC ${rpcUrl} is unreachable: the WebSocket connection failed`));
-    };
+      socket.terminate();
+      reject(new RuntimeError(`chain RPC ${rpcUrl} is unreachable: ${reason(error)}`, { cause: error }));
+    });
   });
 }
 

@@ -3,8 +3,10 @@ import { TrustpileError, describeError } from "../errors.ts";
 import { registerChainCommands } from "./chain-commands.ts";
 import { registerConfigCommands } from "./config-commands.ts";
 import { registerEvCommands } from "./ev-commands.ts";
+import { registerHwSimCommand } from "./hw-sim-command.ts";
 import { registerKeysCommands } from "./keys-commands.ts";
 import { registerQueryCommands } from "./query-commands.ts";
+import { registerSelftestCommand } from "./selftest-command.ts";
 
 const program = new Command()
   .name("trustpile")
@@ -18,6 +20,8 @@ registerKeysCommands(program);
 registerChainCommands(program);
 registerEvCommands(program);
 registerQueryCommands(program);
+registerSelftestCommand(program);
+registerHwSimCommand(program);
 
 function verbose(): boolean {
   return process.argv.includes("--verbose");

@@ -15,8 +15,11 @@ export class ConfigError extends UsageError {
   readonly problems: string[];
 
   constructor(source: string, problems: string[]) {
-    const count = problems.length === 1 ? "1 problem" : `${problems.length} problems`;
-    super(`config ${source} has ${count}:\n${problems.map((problem) => `  ${problem}`).join("\n")}`);
+    super(
+      problems.length === 1
+        ? `config ${source}: ${problems[0]}`
+        : `config ${source} has ${problems.length} problems:\n${problems.map((problem) => `  ${problem}`).join("\n")}`,
+    );
     this.problems = problems;
   }
 }

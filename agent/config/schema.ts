@@ -55,7 +55,7 @@ const chainSchema = z.strictObject({
 
 const meterSchema = z
   .strictObject({
-    driver: expecting(z.enum(["sdm630", "sdm120", "sim"]), "one of sdm630, sdm120, sim").default("sdm630"),
+    driver: expecting(z.enum(["sdm630", "sdm120", "em340", "sim"]), "one of sdm630, sdm120, em340, sim").default("sdm630"),
     transport: expecting(z.enum(["rtu", "tcp", "rtu-over-tcp"]), "one of rtu, tcp, rtu-over-tcp").default("rtu"),
     device: expecting(z.string().min(1), "serial device path, e.g. /dev/ttyUSB0").default("/dev/ttyUSB0"),
     baudRate: expecting(
