@@ -1,0 +1,457 @@
+/**
+ * The session core: `step(config, state, event) -> { state, commands }`, a pure function (DESIGN §3). Every rule
+ * that protects money or current lives here — the deposit gate, the energy budget, meter loss, relay feedback,
+ * start-up and shutdown — so each is unit-testable and the journal can replay it.
+ *
+ * The relay interlock is the last stage of every step: after the event is applied and the session has advanced,
+ * `relayShouldBeClosed` is evaluated from scratch and a `setRelay` command is emitted whenever it differs from what
+ * was last commanded. Nothing else ever emits `setRelay`, so no path can close the relay around the interlock.
+ */
+import type {
+  CoreCommand,
+  CoreConfig,
+  CoreEvent,
+  CoreState,
+  Phase,
+  Session,
+  SessionTerms,
+  StepResult,
+  StopReason,
+} from "./types.ts";
+
+/** Below this the EV is drawing nothing (paused or full); above it an unplug is "under load". */
+export const IDLE_POWER_W = 100;
+
+export function initialState(): CoreState {
+  return {
+    phase: "idle",
+    nowMs: 0,
+    headBlock: 0,
+    queue: [],
+    relayCommandedClosed: false,
+    evPresent: false,
+    meter: {},
+    finishedSessionIds: [],
+    shuttingDown: false,
+  };
+}
+
+/** Energy the deposit pays for, in whole Wh: floor(deposit × 1000 / price). */
+export function energyCoveredWh(depositWei: bigint, priceWeiPerKWh: bigint): number {
+  return Number((depositWei * 1000n) / priceWeiPerKWh);
+}
+
+export function newSession(terms: SessionTerms, stopMarginWh: number): Session {
+  const allowedWh = Math.min(terms.maxEnergyWh, energyCoveredWh(terms.depositWei, terms.priceWeiPerKWh));
+  const budgetWh = allowedWh - stopMarginWh;
+  return { ...terms, budgetWh, stopAtWh: budgetWh, authorizeMined: false, evBehaviour: 0 };
+}
+
+export function confirmationsOf(state: CoreState, session: SessionTerms): number {
+  return state.headBlock >= session.depositBlock ? state.headBlock - session.depositBlock + 1 : 0;
+}
+
+export function meterFresh(config: CoreConfig, state: CoreState): boolean {
+  const { lastSampleAtMs } = state.meter;
+  return lastSampleAtMs !== undefined && state.nowMs - lastSampleAtMs <= config.staleAfterMs;
+}
+
+function evPresentOrAssumed(config: CoreConfig, state: CoreState): boolean {
+  return config.hasEvPresentInput ? state.evPresent : true;
+}
+
+export function deliveredWh(session: Session): number {
+  if (session.meterStartWh === undefined || session.meterLastWh === undefined) return 0;
+  return session.meterLastWh - session.meterStartWh;
+}
+
+/**
+ * The interlock (DESIGN §3): closed only while a session with a confirmed deposit and a mined `authorize` is
+ * delivering within its budget, the meter is healthy and fresh, an EV is present, and nothing is faulted.
+ */
+export function relayShouldBeClosed(config: CoreConfig, state: CoreState): boolean {
+  const session = state.session;
+  if (!session) return false;
+  if (state.phase !== "energized" && state.phase !== "suspended") return false;
+  return (
+    !state.shuttingDown &&
+    state.fault === undefined &&
+    session.authorizeMined &&
+    confirmationsOf(state, session) >= config.confirmations &&
+    meterFresh(config, state) &&
+    evPresentOrAssumed(config, state) &&
+    deliveredWh(session) < session.stopAtWh
+  );
+}
+
+class Stepper {
+  readonly commands: CoreCommand[] = [];
+
+  constructor(
+    readonly config: CoreConfig,
+    readonly state: CoreState,
+  ) {}
+
+  notify(kind: "session" | "fault" | "warning", message: string, sessionId?: bigint): void {
+    this.commands.push({ type: "notify", kind, message, ...(sessionId === undefined ? {} : { sessionId }) });
+  }
+
+  setPhase(phase: Phase): void {
+    if (this.state.phase === phase) return;
+    const session = this.state.session;
+    this.state.phase = phase;
+    if (session) this.notify("session", `session ${session.sessionId}: ${phase}`, session.sessionId);
+  }
+
+  isCurrent(sessionId: bigint): boolean {
+    return this.state.session?.sessionId === sessionId;
+  }
+
+  known(sessionId: bigint): boolean {
+    const id = sessionId.toString();
+    return (
+      this.isCurrent(sessionId) ||
+      this.state.queue.some((queued) => queued.sessionId === sessionId) ||
+      this.state.finishedSessionIds.includes(id)
+    );
+  }
+
+  /** Starts serving `terms`, or refuses a deposit too small to deliver anything beyond the stop margin. */
+  begin(terms: SessionTerms): void {
+    const session = newSession(terms, this.config.stopMarginWh);
+    if (session.budgetWh <= 0) {
+      this.finish(terms.sessionId);
+      this.notify(
+        "warning",
+        `session ${terms.sessionId}: deposit of ${terms.depositWei} wei covers ${energyCoveredWh(terms.depositWei, terms.priceWeiPerKWh)} Wh, not more than the ${this.config.stopMarginWh} Wh stop margin; not serving it (the EV may cancel after authTimeout)`,
+        terms.sessionId,
+      );
+      return;
+    }
+    this.state.session = session;
+    this.setPhase("depositPending");
+  }
+
+  finish(sessionId: bigint): void {
+    const id = sessionId.toString();
+    if (!this.state.finishedSessionIds.includes(id)) this.state.finishedSessionIds.push(id);
+    // Bounded: only the recent past can be replayed or re-emitted by the chain watcher.
+    if (this.state.finishedSessionIds.length > 256) this.state.finishedSessionIds.shift();
+  }
+
+  /** Ends the current session (settled or abandoned) and serves the next queued deposit, if any. */
+  closeSession(): void {
+    const session = this.state.session;
+    if (session) this.finish(session.sessionId);
+    this.state.session = undefined;
+    this.state.phase = this.state.fault === undefined ? "idle" : "faulted";
+    const next = this.state.fault === undefined ? this.state.queue.shift() : undefined;
+    if (next) this.begin(next);
+  }
+
+  /** Drops the current session without settling: it never delivered and never will (cancelled, reorged, refused). */
+  abandon(reason: string): void {
+    const session = this.state.session;
+    if (!session) return;
+    this.notify("session", `session ${session.sessionId}: abandoned (${reason})`, session.sessionId);
+    this.closeSession();
+  }
+
+  stop(reason: StopReason): void {
+    const session = this.state.session;
+    if (!session || session.stopReason) return;
+    session.stopReason = reason;
+    this.notify("session", `session ${session.sessionId}: stopping (${reason})`, session.sessionId);
+    this.setPhase("stopping");
+  }
+
+  apply(event: CoreEvent): void {
+    const state = this.state;
+    state.nowMs = Math.max(state.nowMs, event.atMs);
+    switch (event.type) {
+      case "startup": {
+        state.shuttingDown = false;
+        // The relay is forced open before anything else: whatever the journal says, the contactor starts open and
+        // an interrupted session resumes only through the interlock again.
+        state.relayCommandedClosed = false;
+        state.relayMismatchSinceMs = undefined;
+        state.relayFeedbackClosed = undefined;
+        // Readings and inputs from before the restart prove nothing about now: wait for fresh ones.
+        state.meter = { ...(state.meter.lastEnergyWh === undefined ? {} : { lastEnergyWh: state.meter.lastEnergyWh }) };
+        state.evPresent = false;
+        this.commands.push({ type: "setRelay", closed: false, reason: "startup" });
+        const session = state.session;
+        if (session && (state.phase === "energized" || state.phase === "suspended")) this.setPhase("authorized");
+        if (session && state.phase === "stopping") session.relayOpenedAtMs = state.nowMs;
+        if (session && state.phase === "authorizing") this.commands.push({ type: "sendAuthorize", sessionId: session.sessionId });
+        if (session && state.phase === "settling") this.commands.push({ type: "sendSettle", total: signedTotalOf(session) });
+        return;
+      }
+      case "tick":
+        return;
+      case "meterSample": {
+        state.meter = { lastSampleAtMs: event.atMs, lastEnergyWh: event.energyWh, lastPowerW: event.powerW };
+        const session = state.session;
+        if (session?.meterStartWh !== undefined && session.meterStopWh === undefined) session.meterLastWh = event.energyWh;
+        return;
+      }
+      case "meterFault": {
+        state.meter = { ...state.meter, faultKind: event.kind };
+        if (event.kind === "implausible") {
+          this.notify("fault", `meter: ${event.message}`);
+          const session = state.session;
+          if (session && (state.phase === "energized" || state.phase === "suspended")) {
+            // Readings after an implausible one belong to another baseline: the last good one closes the session.
+            session.meterStopWh = session.meterLastWh ?? session.meterStartWh;
+            this.stop("fault");
+          }
+        }
+        return;
+      }
+      case "evPresence": {
+        const wasPresent = state.evPresent;
+        state.evPresent = event.present;
+        const session = state.session;
+        if (wasPresent && !event.present && session && (state.phase === "energized" || state.phase === "suspended")) {
+          // Unplugging while current flows is the violation the pile reports (evBehaviour −1); after the EV
+          // stopped drawing it is an ordinary end of charging.
+          if ((state.meter.lastPowerW ?? 0) >= IDLE_POWER_W) session.evBehaviour = -1;
+          this.stop("evUnplugged");
+        }
+        return;
+      }
+      case "relayFeedback": {
+        state.relayFeedbackClosed = event.closed;
+        if (event.closed === state.relayCommandedClosed) state.relayMismatchSinceMs = undefined;
+        else state.relayMismatchSinceMs ??= event.atMs;
+        return;
+      }
+      case "depositSeen": {
+        if (this.known(event.sessionId)) return;
+        const { type: _type, atMs: _atMs, ...terms } = event;
+        if (!state.session && state.phase === "idle") this.begin(terms);
+        else state.queue.push(terms);
+        return;
+      }
+      case "chainHead":
+        state.headBlock = Math.max(state.headBlock, event.blockNumber);
+        return;
+      case "depositReorged": {
+        state.queue = state.queue.filter((queued) => queued.sessionId !== event.sessionId);
+        if (!this.isCurrent(event.sessionId)) return;
+        if (state.phase === "energized" || state.phase === "suspended") {
+          this.notify("fault", `session ${event.sessionId}: its deposit left the canonical chain after energizing`, event.sessionId);
+          this.stop("reorged");
+        } else if (state.phase === "depositPending" || state.phase === "authorizing" || state.phase === "authorized") {
+          // Never energized: forget it entirely; if the deposit is mined again it is seen again.
+          state.session = undefined;
+          this.notify("session", `session ${event.sessionId}: deposit reorged away before energizing`, event.sessionId);
+          this.state.phase = "idle";
+          const next = state.queue.shift();
+          if (next) this.begin(next);
+        }
+        return;
+      }
+      case "authorizeMined": {
+        const session = state.session;
+        if (!session || !this.isCurrent(event.sessionId)) return;
+        session.authorizeMined = true;
+        if (state.phase === "authorizing") this.setPhase("authorized");
+        return;
+      }
+      case "authorizeFailed":
+        if (this.isCurrent(event.sessionId) && !state.session?.authorizeMined) this.abandon(`authorize failed: ${event.reason}`);
+        return;
+      case "settleMined":
+        if (this.isCurrent(event.sessionId) && state.phase === "settling") {
+          if (state.session) state.session.settleTxHash = event.txHash;
+          this.notify("session", `session ${event.sessionId}: settled (tx ${event.txHash})`, event.sessionId);
+          this.closeSession();
+        }
+        return;
+      case "settleFailed":
+        if (this.isCurrent(event.sessionId) && state.phase === "settling") {
+          this.notify("fault", `session ${event.sessionId}: settlement failed for good: ${event.reason}`, event.sessionId);
+          this.closeSession();
+        }
+        return;
+      case "sessionClosedOnChain": {
+        state.queue = state.queue.filter((queued) => queued.sessionId !== event.sessionId);
+        if (!this.isCurrent(event.sessionId)) {
+          this.finish(event.sessionId);
+          return;
+        }
+        if (event.how === "settled" && state.phase === "settling") this.closeSession();
+        else if (event.how === "cancelled" && !state.session?.authorizeMined) this.abandon("cancelled by the EV");
+        else if (event.how === "expired") {
+          this.stop("fault");
+          this.notify("fault", `session ${event.sessionId} expired on chain before it was settled`, event.sessionId);
+          this.closeSession();
+        }
+        return;
+      }
+      case "remoteStop":
+        if (!state.session || (event.sessionId !== undefined && !this.isCurrent(event.sessionId))) return;
+        if (state.phase === "energized" || state.phase === "suspended" || state.phase === "authorized") this.stop("remoteStop");
+        return;
+      case "clearFault":
+        state.fault = undefined;
+        state.relayMismatchSinceMs = undefined;
+        if (state.phase === "faulted") this.closeSession();
+        return;
+      case "shutdown":
+        state.shuttingDown = true;
+        return;
+    }
+  }
+
+  checkFeedback(): void {
+    const state = this.state;
+    if (!this.config.hasFeedbackInput || state.relayMismatchSinceMs === undefined || state.fault !== undefined) return;
+    if (state.nowMs - state.relayMismatchSinceMs < this.config.feedbackTimeoutMs) return;
+    state.fault = state.relayCommandedClosed
+      ? `contactor failed to close: feedback stayed open for ${this.config.feedbackTimeoutMs} ms`
+      : `welded contactor: feedback stayed closed for ${this.config.feedbackTimeoutMs} ms after opening`;
+    this.notify("fault", state.fault, state.session?.sessionId);
+    if (state.session && (state.phase === "energized" || state.phase === "suspended")) this.stop("fault");
+    else if (!state.session) state.phase = "faulted";
+  }
+
+  /** Moves the session forward as far as the current facts allow. */
+  advance(): void {
+    const { config, state } = this;
+    for (let guard = 0; guard < 8; guard++) {
+      const session = state.session;
+      const before = state.phase;
+      if (!session) return;
+      switch (state.phase) {
+        case "depositPending":
+          if (confirmationsOf(state, session) >= config.confirmations) {
+            this.setPhase("authorizing");
+            this.commands.push({ type: "sendAuthorize", sessionId: session.sessionId });
+          }
+          break;
+        case "authorized":
+          if (this.canEnergize(session)) {
+            // The relay is still open, so the last fresh reading is the register at the instant current starts.
+            session.meterStartWh ??= state.meter.lastEnergyWh;
+            session.startedAtMs ??= state.nowMs;
+            session.meterLastWh ??= session.meterStartWh;
+            this.setPhase("energized");
+          }
+          break;
+        case "energized":
+        case "suspended": {
+          const reason = this.stopReasonWhileDelivering(session);
+          if (reason) this.stop(reason);
+          else this.setPhase((state.meter.lastPowerW ?? 0) < IDLE_POWER_W ? "suspended" : "energized");
+          break;
+        }
+        case "stopping":
+          this.takeStopReading(session);
+          break;
+        default:
+          break;
+      }
+      if (state.phase === before) return;
+    }
+  }
+
+  canEnergize(session: Session): boolean {
+    const { config, state } = this;
+    return (
+      session.authorizeMined &&
+      !state.shuttingDown &&
+      state.fault === undefined &&
+      confirmationsOf(state, session) >= config.confirmations &&
+      meterFresh(config, state) &&
+      state.meter.faultKind === undefined &&
+      state.meter.lastEnergyWh !== undefined &&
+      evPresentOrAssumed(config, state) &&
+      deliveredWh(session) < session.stopAtWh
+    );
+  }
+
+  stopReasonWhileDelivering(session: Session): StopReason | undefined {
+    const { config, state } = this;
+    if (state.fault !== undefined) return "fault";
+    if (!meterFresh(config, state)) return "meterLost";
+    if (!evPresentOrAssumed(config, state)) return "evUnplugged";
+    if (deliveredWh(session) >= session.stopAtWh) {
+      const coveredWh = energyCoveredWh(session.depositWei, session.priceWeiPerKWh);
+      return session.maxEnergyWh <= coveredWh ? "maxEnergy" : "budget";
+    }
+    return undefined;
+  }
+
+  /**
+   * The stop reading must be taken after the contacts opened, or energy drawn between the last poll and the
+   * opening would go unbilled; if the meter stays silent, the last good reading is used (the EV never overpays).
+   */
+  takeStopReading(session: Session): void {
+    const { config, state } = this;
+    if (state.relayCommandedClosed) return;
+    const openedAt = session.relayOpenedAtMs ?? state.nowMs;
+    const sampleAt = state.meter.lastSampleAtMs;
+    if (session.meterStopWh === undefined) {
+      if (sampleAt !== undefined && sampleAt >= openedAt + config.stopReadingDelayMs && state.meter.faultKind === undefined && state.meter.lastEnergyWh !== undefined) {
+        session.meterStopWh = state.meter.lastEnergyWh;
+      } else if (state.nowMs - openedAt >= config.stopReadingTimeoutMs) {
+        session.meterStopWh = session.meterLastWh ?? session.meterStartWh ?? state.meter.lastEnergyWh ?? 0;
+        this.notify("warning", `session ${session.sessionId}: no meter reading after the relay opened; settling on the last good reading`, session.sessionId);
+      } else {
+        return;
+      }
+    }
+    // A session stopped before it ever energized settles at zero energy, refunding the EV in full.
+    session.meterStartWh ??= session.meterStopWh;
+    session.startedAtMs ??= state.nowMs;
+    session.meterStopWh = Math.max(session.meterStopWh, session.meterStartWh);
+    session.stoppedAtMs = state.nowMs;
+    this.setPhase("settling");
+    this.commands.push({ type: "sendSettle", total: signedTotalOf(session) });
+  }
+
+  interlock(): void {
+    const state = this.state;
+    const closed = relayShouldBeClosed(this.config, state);
+    if (closed === state.relayCommandedClosed) return;
+    state.relayCommandedClosed = closed;
+    state.relayMismatchSinceMs =
+      state.relayFeedbackClosed === undefined || state.relayFeedbackClosed === closed ? undefined : state.nowMs;
+    if (!closed && state.session) state.session.relayOpenedAtMs = state.nowMs;
+    this.commands.push({ type: "setRelay", closed, reason: closed ? "energize" : (state.session?.stopReason ?? (state.shuttingDown ? "shutdown" : "interlock")) });
+  }
+}
+
+export function signedTotalOf(session: Session): {
+  sessionId: bigint;
+  meterStartWh: number;
+  meterStopWh: number;
+  startedAtS: number;
+  stoppedAtS: number;
+  evBehaviour: 0 | -1;
+} {
+  const meterStartWh = session.meterStartWh ?? 0;
+  const startedAtS = Math.floor((session.startedAtMs ?? 0) / 1000);
+  return {
+    sessionId: session.sessionId,
+    meterStartWh,
+    meterStopWh: Math.max(session.meterStopWh ?? meterStartWh, meterStartWh),
+    startedAtS,
+    stoppedAtS: Math.max(Math.floor((session.stoppedAtMs ?? 0) / 1000), startedAtS),
+    evBehaviour: session.evBehaviour,
+  };
+}
+
+export function step(config: CoreConfig, state: CoreState, event: CoreEvent): StepResult {
+  const stepper = new Stepper(config, structuredClone(state));
+  stepper.apply(event);
+  stepper.checkFeedback();
+  stepper.advance();
+  stepper.interlock();
+  // Opening the relay may be what a stop was waiting for: advance once more so the stop reading can be taken.
+  stepper.advance();
+  stepper.checkFeedback();
+  return { state: stepper.state, commands: stepper.commands };
+}

@@ -1,0 +1,141 @@
+/**
+ * The session core's vocabulary (DESIGN §3): events in, commands out, one state. Plain data only — no clock, no
+ * I/O — so the journal can store every event and replay reproduces the same state and commands.
+ * Times are unix ms and arrive inside events; energies are integer Wh; money is bigint wei.
+ */
+
+export type Phase =
+  | "idle" // no session
+  | "depositPending" // a deposit for this pile is on chain, not yet buried under `confirmations` blocks
+  | "authorizing" // confirmed; our `authorize` transaction is on its way
+  | "authorized" // authorize mined: the EV can no longer cancel; energizing waits on the interlock
+  | "energized" // relay closed, energy flowing within the budget
+  | "suspended" // relay closed, the EV draws no power (paused or full)
+  | "stopping" // relay commanded open; waiting for a meter reading taken after it opened
+  | "settling" // the signed total is in the outbox
+  | "faulted"; // a hardware fault holds the relay open until cleared
+
+export type StopReason =
+  | "budget" // the energy the deposit pays for (less the stop margin) is used up
+  | "maxEnergy" // the EV's own maxEnergyWh
+  | "evUnplugged"
+  | "remoteStop" // CSMS or operator
+  | "meterLost" // no fresh meter reading for staleAfterMs
+  | "fault" // relay feedback mismatch (weld, failure to close) or an implausible meter
+  | "reorged" // the deposit left the canonical chain after energizing
+  | "shutdown";
+
+export interface SessionTerms {
+  sessionId: bigint;
+  ev: string;
+  depositWei: bigint;
+  priceWeiPerKWh: bigint;
+  maxEnergyWh: number;
+  depositBlock: number;
+  depositBlockHash: string;
+  depositTxHash: string;
+}
+
+export interface Session extends SessionTerms {
+  /** Energy this session may deliver before stopping: min(maxEnergyWh, deposit/price) − stopMarginWh. */
+  budgetWh: number;
+  stopAtWh: number;
+  authorizeMined: boolean;
+  /** Meter register when the relay first closed, and when the session began delivering. */
+  meterStartWh?: number;
+  startedAtMs?: number;
+  /** Latest register reading during the session. */
+  meterLastWh?: number;
+  stopReason?: StopReason;
+  /** The relay was last commanded open at this time; the stop reading must be taken after it. */
+  relayOpenedAtMs?: number;
+  meterStopWh?: number;
+  stoppedAtMs?: number;
+  /** −1 when the EV was unplugged under load (a violation), else 0. */
+  evBehaviour: 0 | -1;
+  settleTxHash?: string;
+}
+
+export interface MeterHealth {
+  lastSampleAtMs?: number;
+  lastEnergyWh?: number;
+  lastPowerW?: number;
+  /** Set by a meter fault, cleared by the next good sample. */
+  faultKind?: string;
+}
+
+export interface CoreConfig {
+  chargePointId: string;
+  confirmations: number;
+  stopMarginWh: number;
+  staleAfterMs: number;
+  feedbackTimeoutMs: number;
+  /** Without EV-present sensing an EV counts as present from the confirmed deposit until the session stops. */
+  hasEvPresentInput: boolean;
+  hasFeedbackInput: boolean;
+  /**
+   * The stop reading must come from a poll that started after the contacts opened: at least one poll interval
+   * after the open command. How long it may wait for the meter before the last good reading is used instead.
+   */
+  stopReadingDelayMs: number;
+  stopReadingTimeoutMs: number;
+}
+
+export interface CoreState {
+  phase: Phase;
+  nowMs: number;
+  headBlock: number;
+  session?: Session;
+  /** Deposits seen while another session runs; served one at a time in the order they were opened. */
+  queue: SessionTerms[];
+  relayCommandedClosed: boolean;
+  /** Since when the commanded and fed-back positions disagree (feedback input only). */
+  relayMismatchSinceMs?: number;
+  relayFeedbackClosed?: boolean;
+  evPresent: boolean;
+  meter: MeterHealth;
+  fault?: string;
+  /** After a shutdown event the relay never closes again in this process. */
+  shuttingDown: boolean;
+  /** Sessions already settled or abandoned here, so a replayed or re-emitted deposit is never served twice. */
+  finishedSessionIds: string[];
+}
+
+export type CoreEvent =
+  | { type: "startup"; atMs: number }
+  | { type: "tick"; atMs: number }
+  | { type: "meterSample"; atMs: number; energyWh: number; powerW: number }
+  | { type: "meterFault"; atMs: number; kind: string; message: string }
+  | { type: "evPresence"; atMs: number; present: boolean }
+  | { type: "relayFeedback"; atMs: number; closed: boolean }
+  | ({ type: "depositSeen"; atMs: number } & SessionTerms)
+  | { type: "chainHead"; atMs: number; blockNumber: number }
+  | { type: "depositReorged"; atMs: number; sessionId: bigint }
+  | { type: "authorizeMined"; atMs: number; sessionId: bigint; txHash: string }
+  | { type: "authorizeFailed"; atMs: number; sessionId: bigint; reason: string }
+  | { type: "settleMined"; atMs: number; sessionId: bigint; txHash: string }
+  | { type: "settleFailed"; atMs: number; sessionId: bigint; reason: string }
+  | { type: "sessionClosedOnChain"; atMs: number; sessionId: bigint; how: "cancelled" | "expired" | "settled" }
+  | { type: "remoteStop"; atMs: number; sessionId?: bigint }
+  | { type: "clearFault"; atMs: number }
+  | { type: "shutdown"; atMs: number };
+
+export interface SignedTotalRequest {
+  sessionId: bigint;
+  meterStartWh: number;
+  meterStopWh: number;
+  startedAtS: number;
+  stoppedAtS: number;
+  evBehaviour: 0 | -1;
+}
+
+export type CoreCommand =
+  | { type: "setRelay"; closed: boolean; reason: string }
+  | { type: "sendAuthorize"; sessionId: bigint }
+  | { type: "sendSettle"; total: SignedTotalRequest }
+  | { type: "notify"; kind: "session" | "fault" | "warning"; message: string; sessionId?: bigint };
+
+export interface StepResult {
+  state: CoreState;
+  commands: CoreCommand[];
+}
