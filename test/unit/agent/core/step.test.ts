@@ -27,6 +27,9 @@ const terms = (sessionId: bigint, over: Partial<SessionTerms> = {}): SessionTerm
   ...over,
 });
 
+/** Any core event, with its time optional (the run's clock fills it in). */
+type EventInput = CoreEvent extends infer E ? (E extends CoreEvent ? Omit<E, "atMs"> & { atMs?: number } : never) : never;
+
 class Run {
   state: CoreState = initialState();
   commands: CoreCommand[] = [];
@@ -34,7 +37,7 @@ class Run {
 
   constructor(readonly cfg: CoreConfig = config) {}
 
-  send(event: Omit<CoreEvent, "atMs"> & { atMs?: number }): CoreCommand[] {
+  send(event: EventInput): CoreCommand[] {
     const result = step(this.cfg, this.state, { atMs: this.t, ...event } as CoreEvent);
     this.state = result.state;
     this.commands.push(...result.commands);
