@@ -87,3 +87,20 @@ export class ManualClock implements Clock {
     return best;
   }
 }
+
+/**
+ * Wall-clock time running `factor` times faster from the moment it is made. `trustpile sim` uses it so a
+ * session that would take an hour at 11 kW takes minutes; the agent keeps real time, only the physics speed up.
+ */
+export function acceleratedClock(factor: number): Clock {
+  if (!Number.isFinite(factor) || factor < 1) throw new RangeError(`acceleratedClock: expected factor >= 1, got ${factor}`);
+  const startedAtMs = Date.now();
+  return Object.freeze({
+    nowMs: (): number => startedAtMs + (Date.now() - startedAtMs) * factor,
+    setTimer(delayMs: number, callback: () => void): () => void {
+      const timer = setTimeout(callback, Math.max(0, delayMs) / factor);
+      timer.unref();
+      return () => clearTimeout(timer);
+    },
+  });
+}
