@@ -7,6 +7,7 @@ import { registerHwSimCommand } from "./hw-sim-command.ts";
 import { registerKeysCommands } from "./keys-commands.ts";
 import { registerQueryCommands } from "./query-commands.ts";
 import { registerSelftestCommand } from "./selftest-command.ts";
+import { registerSimCommand } from "./sim-command.ts";
 
 const program = new Command()
   .name("trustpile")
@@ -22,6 +23,7 @@ registerEvCommands(program);
 registerQueryCommands(program);
 registerSelftestCommand(program);
 registerHwSimCommand(program);
+registerSimCommand(program);
 
 function verbose(): boolean {
   return process.argv.includes("--verbose");

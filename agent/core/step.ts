@@ -162,7 +162,7 @@ class Stepper {
     if (!session || session.stopReason) return;
     session.stopReason = reason;
     this.notify("session", `session ${session.sessionId}: stopping (${reason})`, session.sessionId);
-    this.setPhase("stopping");
+    this.state.phase = "stopping";
   }
 
   apply(event: CoreEvent): void {

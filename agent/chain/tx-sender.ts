@@ -1,0 +1,647 @@
+/**
+ * Sends the pile's own transactions, `authorize` and `settle`, from the device key (DESIGN §3, Chain): outbox rows in,
+ * TxOutcomes out, so the agent can feed them to the session core as events.
+ *
+ * Nonces are tracked here, not asked of the node per send: the first tick reads `getTransactionCount(pending)`, and
+ * each transaction keeps its nonce for life. A transaction not mined after `resendAfterMs` is re-signed with the SAME
+ * nonce and fees raised by `feeBumpPercent` (geth replaces a pooled transaction only for ≥ 10 % more), so exactly one
+ * of the versions can ever be mined. The hash and nonce are written to the outbox before each broadcast
+ * (write-ahead): after a crash, a row with a hash is first looked up (mined → done), else re-sent with its nonce.
+ *
+ * Idempotency: before every (re)send the call is dry-run (`eth_call`). `settle` reverting `AlreadySettled` means
+ * someone (a relayer, an earlier run) settled it: done. Reverts that can never succeed (the session was cancelled or
+ * expired, the authorization window closed, a bad signature) fail the row with the decoded error. Anything else that
+ * goes wrong (RPC unreachable, timeouts, unknown node errors) leaves the row pending, retried on later ticks: the
+ * agent keeps charging within the deposit's budget while the RPC is down.
+ *
+ * IMPORTANT: a nonce that was broadcast must be used, or every later transaction of the device key waits behind the
+ * gap. When a row in flight turns out to be done or hopeless, its nonce is taken over by a 0-value transfer to self
+ * with bumped fees (a "filler") instead of being abandoned.
+ */
+import { Interface, Transaction, isCallException, isError, type Provider, type Signer, type TransactionReceipt } from "ethers";
+import { ChargingLedgerAbi } from "../../contracts/artifacts/ChargingLedger.ts";
+import { SessionStatus } from "./contracts.ts";
+import { decodeRevert, describeRevert } from "./revert.ts";
+import type { SessionTotal } from "./session-total.ts";
+
+// ================================================================ outbox
+
+export interface OutboxRow {
+  key: string;
+  kind: string;
+  payload: unknown;
+  status: "pending" | "done" | "failed";
+  attempts: number;
+  txHash?: string;
+  nonce?: number;
+  result?: unknown;
+  failure?: string;
+}
+
+/** The journal's persisted queue of outgoing messages; rows are keyed for idempotency. */
+export interface OutboxStore {
+  /** Adds a pending row; returns the row already stored under `key` if there is one. */
+  enqueue(item: { key: string; kind: string; payload: unknown }): OutboxRow;
+  /** Pending rows in the order they were enqueued, of one kind or all. */
+  pending(kind?: string): OutboxRow[];
+  /** Counts an attempt; `txHash` and `nonce` replace the stored ones when given. */
+  markAttempt(key: string, attempt: { txHash?: string; nonce?: number; note?: string }): void;
+  markDone(key: string, result: unknown): void;
+  markFailed(key: string, reason: string): void;
+  get(key: string): OutboxRow | undefined;
+}
+
+/** An OutboxStore in memory, for tests and `trustpile sim`. Rows are copied in and out, as a database would. */
+export function createMemoryOutbox(): OutboxStore & { rows(): OutboxRow[] } {
+  const rows = new Map<string, OutboxRow>();
+  const row = (key: string): OutboxRow => {
+    const found = rows.get(key);
+    if (!found) throw new Error(`outbox: no row with key ${JSON.stringify(key)}`);
+    return found;
+  };
+  return {
+    enqueue(item) {
+      const existing = rows.get(item.key);
+      if (existing) return structuredClone(existing);
+      const created: OutboxRow = { key: item.key, kind: item.kind, payload: structuredClone(item.payload), status: "pending", attempts: 0 };
+      rows.set(item.key, created);
+      return structuredClone(created);
+    },
+    pending: (kind) => [...rows.values()].filter((r) => r.status === "pending" && (kind === undefined || r.kind === kind)).map((r) => structuredClone(r)),
+    markAttempt(key, attempt) {
+      const target = row(key);
+      target.attempts += 1;
+      if (attempt.txHash !== undefined) target.txHash = attempt.txHash;
+      if (attempt.nonce !== undefined) target.nonce = attempt.nonce;
+    },
+    markDone(key, result) {
+      const target = row(key);
+      target.status = "done";
+      target.result = structuredClone(result);
+    },
+    markFailed(key, reason) {
+      const target = row(key);
+      target.status = "failed";
+      target.failure = reason;
+    },
+    get: (key) => {
+      const found = rows.get(key);
+      return found ? structuredClone(found) : undefined;
+    },
+    rows: () => [...rows.values()].map((r) => structuredClone(r)),
+  };
+}
+
+// ================================================================ items and outcomes
+
+export type TxKind = "authorize" | "settle";
+
+export interface AuthorizePayload {
+  sessionId: bigint;
+}
+
+export interface SettlePayload {
+  total: SessionTotal;
+  /** EIP-712 signature of `total` by the pile's registered signer. */
+  signature: string;
+}
+
+export type TxItem =
+  | { key: string; kind: "authorize"; payload: AuthorizePayload }
+  | { key: string; kind: "settle"; payload: SettlePayload };
+
+/** The idempotency key the agent uses for a session's transaction of `kind`. */
+export function txKey(kind: TxKind, sessionId: bigint): string {
+  return `${kind}:${sessionId}`;
+}
+
+export interface TxOutcome {
+  key: string;
+  kind: TxKind;
+  /**
+   * mined: our transaction succeeded in `blockNumber`. alreadyDone: the chain already has the effect (settled by a
+   * relayer, authorized by the owner). failed: can never succeed; `error` names the contract error. pending: in
+   * flight or waiting (RPC down, session not authorized yet); `error` says why when something went wrong.
+   */
+  status: "mined" | "alreadyDone" | "failed" | "pending";
+  txHash?: string;
+  blockNumber?: number;
+  error?: string;
+}
+
+export interface TxSenderOptions {
+  /** The device key, connected to a provider. */
+  wallet: Signer;
+  ledgerAddress: string;
+  outbox: OutboxStore;
+  /** Fee raise for a replacement, in percent; default 12.5, at least the 10 geth requires. */
+  feeBumpPercent?: number;
+  /** A transaction not mined after this long is re-sent with bumped fees; default 30000 ms. */
+  resendAfterMs?: number;
+  /** Never offer more than this per gas (maxFeePerGas, or gasPrice on pre-London chains). */
+  maxFeePerGasCapWei?: bigint;
+  /** A single RPC call that takes longer counts as a network error; default 10000 ms. */
+  rpcTimeoutMs?: number;
+  log?: (msg: string, fields?: object) => void;
+  /** Clock for resend timing; default Date.now. */
+  now?: () => number;
+}
+
+export interface TxSender {
+  /** Queues `item` in the outbox; a key already there (pending, done or failed) is left as it is. */
+  submit(item: TxItem): OutboxRow;
+  /** Advances every pending row once; never throws for chain or network trouble. */
+  tick(): Promise<TxOutcome[]>;
+}
+
+// ================================================================ sender
+
+type Fees = { type: 2; maxFeePerGas: bigint; maxPriorityFeePerGas: bigint } | { type: 0; gasPrice: bigint };
+
+interface Slot {
+  /** Undefined for a filler that only keeps the nonce moving. */
+  key: string | undefined;
+  kind: TxKind | "filler";
+  nonce: number;
+  hashes: string[];
+  to: string;
+  data: string;
+  gasLimit: bigint | undefined;
+  /** Fees of the last version sent; undefined after a restart until learned. */
+  fees: Fees | undefined;
+  /** When the last version was sent; 0 means a (re)send is due now. */
+  sentAtMs: number;
+}
+
+type Verdict =
+  | { type: "ok" }
+  | { type: "alreadyDone"; reason: string }
+  | { type: "failed"; reason: string }
+  | { type: "wait"; reason: string };
+
+type BroadcastResult = "accepted" | "nonceTooLow" | "underpriced" | "insufficientFunds" | { ambiguous: string };
+
+const ledgerInterface = new Interface(ChargingLedgerAbi);
+const DEFAULT_FEE_BUMP_PERCENT = 12.5;
+const MIN_FEE_BUMP_PERCENT = 10;
+const DEFAULT_RESEND_AFTER_MS = 30_000;
+const DEFAULT_RPC_TIMEOUT_MS = 10_000;
+const GAS_MARGIN_PERCENT = 25n;
+const FILLER_GAS = 21_000n;
+/** A row whose transactions keep reverting on chain although the dry run passes is failed after this many. */
+const MAX_ONCHAIN_REVERTS = 3;
+const STATUS_NAMES = Object.fromEntries(Object.entries(SessionStatus).map(([name, value]) => [value.toString(), name]));
+
+export function createTxSender(options: TxSenderOptions): TxSender {
+  const feeBumpPercent = options.feeBumpPercent ?? DEFAULT_FEE_BUMP_PERCENT;
+  const resendAfterMs = options.resendAfterMs ?? DEFAULT_RESEND_AFTER_MS;
+  const rpcTimeoutMs = options.rpcTimeoutMs ?? DEFAULT_RPC_TIMEOUT_MS;
+  if (!(feeBumpPercent >= MIN_FEE_BUMP_PERCENT)) {
+    throw new Error(`tx sender: feeBumpPercent: expected >= ${MIN_FEE_BUMP_PERCENT} (geth refuses smaller replacements), got ${feeBumpPercent}`);
+  }
+  if (!(resendAfterMs > 0)) throw new Error(`tx sender: resendAfterMs: expected ms > 0, got ${resendAfterMs}`);
+  const provider: Provider | null = options.wallet.provider;
+  if (!provider) throw new Error("tx sender: wallet: expected a signer connected to a provider");
+  const { wallet, outbox, ledgerAddress } = options;
+  const log = options.log ?? (() => {});
+  const now = options.now ?? Date.now;
+  const bumpBasisPoints = BigInt(Math.ceil(feeBumpPercent * 100));
+
+  let address: string | undefined;
+  let chainId: bigint | undefined;
+  let nextNonce: number | undefined;
+  const slots = new Map<number, Slot>();
+  const onchainReverts = new Map<string, number>();
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const rpc = <T>(what: string, call: () => Promise<T>): Promise<T> => withDeadline(call(), rpcTimeoutMs, what);
+
+  function ourPendingRows(): OutboxRow[] {
+    return outbox.pending().filter((row) => row.kind === "authorize" || row.kind === "settle");
+  }
+
+  function slotOf(key: string): Slot | undefined {
+    for (const slot of slots.values()) if (slot.key === key) return slot;
+    return undefined;
+  }
+
+  async function ensureReady(rows: OutboxRow[]): Promise<void> {
+    if (nextNonce !== undefined) return;
+    address ??= await wallet.getAddress();
+    chainId ??= (await rpc("getNetwork", () => provider!.getNetwork())).chainId;
+    const pendingCount = await rpc("getTransactionCount(pending)", () => provider!.getTransactionCount(address!, "pending"));
+    let next = pendingCount;
+    for (const row of rows) {
+      if (row.txHash === undefined || row.nonce === undefined || slots.has(row.nonce)) continue;
+      // Written before its broadcast by an earlier run: look it up before anything is sent again.
+      slots.set(row.nonce, {
+        key: row.key,
+        kind: row.kind as TxKind,
+        nonce: row.nonce,
+        hashes: [row.txHash],
+        to: ledgerAddress,
+        data: callOf(row.kind, row.payload).data,
+        gasLimit: undefined,
+        fees: undefined,
+        sentAtMs: 0,
+      });
+      next = Math.max(next, row.nonce + 1);
+    }
+    nextNonce = next;
+    log("tx sender ready", { address, nextNonce, restoredInFlight: slots.size });
+  }
+
+  async function runTick(): Promise<TxOutcome[]> {
+    const rows = ourPendingRows();
+    let latestCount: number;
+    try {
+      await ensureReady(rows);
+      latestCount = await rpc("getTransactionCount(latest)", () => provider!.getTransactionCount(address!, "latest"));
+    } catch (error) {
+      log("chain RPC unavailable; transactions stay queued", { error: errorText(error) });
+      return rows.map((row) => pendingOf(row.key, row.kind as TxKind, row.txHash, error));
+    }
+
+    const outcomes: TxOutcome[] = [];
+    const handled = new Set<string>();
+    for (const slot of [...slots.values()].sort((a, b) => a.nonce - b.nonce)) {
+      const key = slot.key;
+      try {
+        const outcome = await advance(slot, latestCount);
+        if (outcome) {
+          outcomes.push(outcome);
+          handled.add(outcome.key);
+        }
+      } catch (error) {
+        log("checking an in-flight transaction failed; retrying next tick", { key, nonce: slot.nonce, error: errorText(error) });
+        if (key !== undefined && slot.kind !== "filler") {
+          outcomes.push(pendingOf(key, slot.kind, slot.hashes.at(-1), error));
+          handled.add(key);
+        }
+      }
+    }
+    for (const row of ourPendingRows()) {
+      if (handled.has(row.key) || slotOf(row.key)) continue;
+      try {
+        outcomes.push(await start(row));
+      } catch (error) {
+        log("sending a transaction failed; retrying next tick", { key: row.key, error: errorText(error) });
+        outcomes.push(pendingOf(row.key, row.kind as TxKind, slotOf(row.key)?.hashes.at(-1), error));
+      }
+    }
+    return outcomes;
+  }
+
+  /** One in-flight nonce: mined, taken by someone else, due for a bumped resend, or still waiting. */
+  async function advance(slot: Slot, latestCount: number): Promise<TxOutcome | undefined> {
+    const receipt = await firstReceipt(slot.hashes);
+    if (receipt) {
+      slots.delete(slot.nonce);
+      return slot.key === undefined ? undefined : concludeReceipt(slot.key, receipt);
+    }
+    if (slot.nonce < latestCount) {
+      // The nonce was used by a transaction we do not know (the same key used elsewhere, or an earlier version whose
+      // hash a crash lost): this row starts over with its dry run.
+      slots.delete(slot.nonce);
+      if (slot.key === undefined) return undefined;
+      log("nonce taken by another transaction; re-evaluating", { key: slot.key, nonce: slot.nonce });
+      const row = outbox.get(slot.key);
+      return row?.status === "pending" ? start(row) : undefined;
+    }
+    if (slot.sentAtMs !== 0 && now() - slot.sentAtMs < resendAfterMs) {
+      return slot.key === undefined ? undefined : pendingOf(slot.key, slot.kind as TxKind, slot.hashes.at(-1));
+    }
+    return resend(slot);
+  }
+
+  async function resend(slot: Slot): Promise<TxOutcome | undefined> {
+    let concluded: TxOutcome | undefined;
+    if (slot.key !== undefined) {
+      const row = outbox.get(slot.key);
+      const verdict = row?.status === "pending" ? await preflight(row) : undefined;
+      if (!row || !verdict || verdict.type === "alreadyDone" || verdict.type === "failed") {
+        // Our own version may have been mined a moment ago; that is "mined", not "already done".
+        const receipt = await firstReceipt(slot.hashes);
+        if (receipt) {
+          slots.delete(slot.nonce);
+          return concludeReceipt(slot.key, receipt);
+        }
+        if (row && verdict && verdict.type !== "ok" && verdict.type !== "wait") concluded = conclude(row, verdict);
+        log("in-flight transaction no longer needed; a transfer to self takes over its nonce", { key: slot.key, nonce: slot.nonce });
+        Object.assign(slot, { key: undefined, kind: "filler", to: address, data: "0x", gasLimit: FILLER_GAS });
+      }
+    }
+
+    if (slot.fees === undefined && slot.key !== undefined) {
+      // Restored after a restart: if the node still pools our last version, learn its fees and give it time.
+      const pooled = await rpc("getTransaction", () => provider!.getTransaction(slot.hashes.at(-1)!));
+      if (pooled && pooled.blockNumber === null) {
+        slot.fees = feesOfTransaction(pooled);
+        slot.gasLimit = pooled.gasLimit;
+        slot.sentAtMs = now();
+        return pendingOf(slot.key, slot.kind as TxKind, slot.hashes.at(-1));
+      }
+    }
+    const current = await currentFees();
+    const fees = slot.fees ? bump(slot.fees, current) : current;
+    if (slot.fees && !raises(fees, slot.fees)) {
+      log("fee cap reached; waiting for the pooled transaction", { key: slot.key, nonce: slot.nonce, capWei: options.maxFeePerGasCapWei });
+      slot.sentAtMs = now();
+    } else {
+      slot.gasLimit ??= await estimateGas(slot.data);
+      const result = await sendSlot(slot, fees);
+      if (result !== "accepted") log("replacement not accepted; retrying", { key: slot.key, nonce: slot.nonce, result });
+    }
+    if (concluded) return concluded;
+    return slot.key === undefined ? undefined : pendingOf(slot.key, slot.kind as TxKind, slot.hashes.at(-1));
+  }
+
+  /** A row with nothing in flight: dry run, then a new transaction with the next nonce. */
+  async function start(row: OutboxRow): Promise<TxOutcome> {
+    const kind = row.kind as TxKind;
+    const verdict = await preflight(row);
+    if (verdict.type === "wait") return pendingOf(row.key, kind, undefined, verdict.reason);
+    if (verdict.type !== "ok") return conclude(row, verdict);
+
+    const { data } = callOf(row.kind, row.payload);
+    const gasLimit = await estimateGas(data);
+    const fees = await currentFees();
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const slot: Slot = { key: row.key, kind, nonce: nextNonce!, hashes: [], to: ledgerAddress, data, gasLimit, fees: undefined, sentAtMs: 0 };
+      const result = await sendSlot(slot, fees);
+      if (result === "nonceTooLow") {
+        // Someone else sent from the device key (e.g. the CLI): take the node's count and try once more.
+        nextNonce = Math.max(slot.nonce + 1, await rpc("getTransactionCount(pending)", () => provider!.getTransactionCount(address!, "pending")));
+        continue;
+      }
+      if (result === "insufficientFunds") {
+        return pendingOf(row.key, kind, undefined, `the device account ${address} cannot pay for gas; fund it`);
+      }
+      // Accepted, or possibly accepted (the answer was lost), or a pooled unknown holds the nonce: either way the
+      // nonce is ours now, and later ticks look for the receipt or bump the fees.
+      if (result === "underpriced") slot.sentAtMs = 0;
+      nextNonce = slot.nonce + 1;
+      slots.set(slot.nonce, slot);
+      const error = typeof result === "object" ? result.ambiguous : result === "underpriced" ? "a pooled transaction holds the nonce" : undefined;
+      log("transaction sent", { key: row.key, kind, nonce: slot.nonce, txHash: slot.hashes.at(-1), result });
+      return pendingOf(row.key, kind, slot.hashes.at(-1), error);
+    }
+    return pendingOf(row.key, kind, undefined, "the device key's nonce keeps moving; retrying next tick");
+  }
+
+  async function sendSlot(slot: Slot, fees: Fees): Promise<BroadcastResult> {
+    const signed = await wallet.signTransaction({
+      to: slot.to,
+      data: slot.data,
+      value: 0n,
+      nonce: slot.nonce,
+      gasLimit: slot.gasLimit ?? FILLER_GAS,
+      chainId,
+      ...(fees.type === 2
+        ? { type: 2, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas }
+        : { type: 0, gasPrice: fees.gasPrice }),
+    });
+    const hash = Transaction.from(signed).hash;
+    if (!hash) throw new Error("signed transaction has no hash");
+    // Write-ahead: a crash after the broadcast must still find this hash.
+    if (slot.key !== undefined) outbox.markAttempt(slot.key, { txHash: hash, nonce: slot.nonce });
+    slot.hashes.push(hash);
+    slot.fees = fees;
+    slot.sentAtMs = now();
+    return broadcast(signed);
+  }
+
+  async function broadcast(signed: string): Promise<BroadcastResult> {
+    try {
+      await rpc("eth_sendRawTransaction", () => provider!.broadcastTransaction(signed));
+      return "accepted";
+    } catch (error) {
+      if (isError(error, "NONCE_EXPIRED")) return "nonceTooLow";
+      if (isError(error, "REPLACEMENT_UNDERPRICED")) return "underpriced";
+      if (isError(error, "INSUFFICIENT_FUNDS")) return "insufficientFunds";
+      const text = errorText(error);
+      // geth "already known", anvil "transaction already imported": the node has this very transaction.
+      if (/already known|already imported|known transaction/i.test(text)) return "accepted";
+      return { ambiguous: text };
+    }
+  }
+
+  async function firstReceipt(hashes: readonly string[]): Promise<TransactionReceipt | undefined> {
+    for (const hash of hashes) {
+      const receipt = await rpc("getTransactionReceipt", () => provider!.getTransactionReceipt(hash));
+      if (receipt) return receipt;
+    }
+    return undefined;
+  }
+
+  async function concludeReceipt(key: string, receipt: TransactionReceipt): Promise<TxOutcome | undefined> {
+    const row = outbox.get(key);
+    if (!row || row.status !== "pending") return undefined;
+    const kind = row.kind as TxKind;
+    const mined = { txHash: receipt.hash, blockNumber: receipt.blockNumber };
+    if (receipt.status === 1) {
+      outbox.markDone(key, { outcome: "mined", ...mined });
+      onchainReverts.delete(key);
+      log("transaction mined", { key, ...mined });
+      return { key, kind, status: "mined", ...mined };
+    }
+    // Reverted on chain: someone got there first between our dry run and the block. Ask the state now why.
+    const verdict = await preflight(row);
+    if (verdict.type === "alreadyDone" || verdict.type === "failed") {
+      const outcome = conclude(row, verdict, `; our tx ${receipt.hash} reverted in block ${receipt.blockNumber}`);
+      return { ...outcome, ...mined };
+    }
+    const reverts = (onchainReverts.get(key) ?? 0) + 1;
+    onchainReverts.set(key, reverts);
+    if (reverts >= MAX_ONCHAIN_REVERTS) {
+      return conclude(row, { type: "failed", reason: `reverted on chain ${reverts} times though its dry run passes (last ${receipt.hash})` });
+    }
+    log("transaction reverted on chain though its dry run passes; sending again", { key, ...mined });
+    return start(row);
+  }
+
+  function conclude(row: OutboxRow, verdict: { type: "alreadyDone" | "failed"; reason: string }, suffix = ""): TxOutcome {
+    const kind = row.kind as TxKind;
+    onchainReverts.delete(row.key);
+    if (verdict.type === "alreadyDone") {
+      outbox.markDone(row.key, { outcome: "alreadyDone", reason: verdict.reason });
+      log("transaction not needed: already done on chain", { key: row.key, reason: verdict.reason });
+      return { key: row.key, kind, status: "alreadyDone" };
+    }
+    const reason = verdict.reason + suffix;
+    outbox.markFailed(row.key, reason);
+    log("transaction can never succeed", { key: row.key, reason });
+    return { key: row.key, kind, status: "failed", error: reason };
+  }
+
+  /** Dry-runs the row's call on the latest state. Throws for network trouble (the row stays pending). */
+  async function preflight(row: OutboxRow): Promise<Verdict> {
+    const call = callOf(row.kind, row.payload);
+    try {
+      await rpc("eth_call", () => provider!.call({ to: ledgerAddress, from: address, data: call.data }));
+      return { type: "ok" };
+    } catch (error) {
+      const decoded = decodeRevert(error);
+      if (decoded) return classifyRevert(row.kind as TxKind, decoded, describeRevert(error));
+      if (isCallException(error) && typeof error.data === "string" && error.data.length > 2) {
+        return { type: "failed", reason: describeRevert(error) };
+      }
+      throw error;
+    }
+  }
+
+  async function estimateGas(data: string): Promise<bigint> {
+    const estimate = await rpc("eth_estimateGas", () => provider!.estimateGas({ to: ledgerAddress, from: address, data }));
+    return estimate + (estimate * GAS_MARGIN_PERCENT) / 100n;
+  }
+
+  async function currentFees(): Promise<Fees> {
+    const data = await rpc("getFeeData", () => provider!.getFeeData());
+    const cap = options.maxFeePerGasCapWei;
+    if (data.maxFeePerGas !== null && data.maxPriorityFeePerGas !== null) {
+      return capped({ type: 2, maxFeePerGas: data.maxFeePerGas, maxPriorityFeePerGas: data.maxPriorityFeePerGas }, cap);
+    }
+    if (data.gasPrice !== null) return capped({ type: 0, gasPrice: data.gasPrice }, cap);
+    throw new Error("the node reports no fee data");
+  }
+
+  function bump(previous: Fees, current: Fees): Fees {
+    const up = (value: bigint): bigint => (value * (10_000n + bumpBasisPoints) + 9_999n) / 10_000n;
+    const cap = options.maxFeePerGasCapWei;
+    if (previous.type === 2) {
+      const currentPriority = current.type === 2 ? current.maxPriorityFeePerGas : current.gasPrice;
+      const currentMax = current.type === 2 ? current.maxFeePerGas : current.gasPrice;
+      const maxPriorityFeePerGas = max(up(previous.maxPriorityFeePerGas), currentPriority);
+      const maxFeePerGas = max(up(previous.maxFeePerGas), currentMax, maxPriorityFeePerGas);
+      return capped({ type: 2, maxFeePerGas, maxPriorityFeePerGas }, cap);
+    }
+    const currentPrice = current.type === 0 ? current.gasPrice : current.maxFeePerGas;
+    return capped({ type: 0, gasPrice: max(up(previous.gasPrice), currentPrice) }, cap);
+  }
+
+  return {
+    submit(item) {
+      if (item.kind !== "authorize" && item.kind !== "settle") {
+        throw new Error(`tx sender: kind: expected "authorize" or "settle", got ${JSON.stringify((item as { kind: unknown }).kind)}`);
+      }
+      callOf(item.kind, item.payload); // a malformed payload fails here, not at send time
+      const existing = outbox.get(item.key);
+      if (existing) return existing;
+      return outbox.enqueue({ key: item.key, kind: item.kind, payload: item.payload });
+    },
+    tick() {
+      const run = queue.then(runTick, runTick);
+      queue = run.catch(() => {});
+      return run;
+    },
+  };
+}
+
+// ================================================================ helpers
+
+function classifyRevert(kind: TxKind, decoded: { name: string; args: unknown[] }, text: string): Verdict {
+  if (decoded.name === "AlreadySettled") return kind === "settle" ? { type: "alreadyDone", reason: text } : { type: "failed", reason: text };
+  if (decoded.name === "WrongSessionStatus") {
+    const status = BigInt(decoded.args[1] as bigint);
+    const reason = `${text}: the session is ${STATUS_NAMES[status.toString()] ?? `in status ${status}`}`;
+    if (kind === "settle" && status === SessionStatus.Opened) {
+      // Our authorize may still be on its way; cancellation or expiry will turn this into a failure.
+      return { type: "wait", reason: `${reason}, not authorized yet` };
+    }
+    if (kind === "authorize" && (status === SessionStatus.Authorized || status === SessionStatus.Settled)) {
+      return { type: "alreadyDone", reason };
+    }
+    return { type: "failed", reason };
+  }
+  return { type: "failed", reason: text };
+}
+
+/** The ledger call an outbox row stands for; payloads come back from the journal, so numbers may be strings. */
+function callOf(kind: string, payload: unknown): { data: string; sessionId: bigint } {
+  const p = (payload ?? {}) as Record<string, unknown>;
+  if (kind === "authorize") {
+    const sessionId = toBigInt(p.sessionId, "payload.sessionId");
+    return { sessionId, data: ledgerInterface.encodeFunctionData("authorize", [sessionId]) };
+  }
+  if (kind === "settle") {
+    const total = (p.total ?? {}) as Record<string, unknown>;
+    const sessionId = toBigInt(total.sessionId, "payload.total.sessionId");
+    if (typeof total.cpId !== "string") throw new Error(`tx sender: payload.total.cpId: expected bytes32 hex, got ${String(total.cpId)}`);
+    if (typeof p.signature !== "string") throw new Error(`tx sender: payload.signature: expected hex, got ${String(p.signature)}`);
+    const data = ledgerInterface.encodeFunctionData("settle", [
+      sessionId,
+      toBigInt(total.meterStartWh, "payload.total.meterStartWh"),
+      toBigInt(total.meterStopWh, "payload.total.meterStopWh"),
+      toBigInt(total.startedAt, "payload.total.startedAt"),
+      toBigInt(total.stoppedAt, "payload.total.stoppedAt"),
+      Number(total.evBehaviour),
+      p.signature,
+    ]);
+    return { sessionId, data };
+  }
+  throw new Error(`tx sender: kind: expected "authorize" or "settle", got ${JSON.stringify(kind)}`);
+}
+
+function toBigInt(value: unknown, path: string): bigint {
+  if (typeof value === "bigint") return value;
+  if ((typeof value === "number" && Number.isInteger(value)) || (typeof value === "string" && /^-?\d+$/.test(value))) return BigInt(value);
+  throw new Error(`tx sender: ${path}: expected an integer, got ${JSON.stringify(String(value))}`);
+}
+
+function pendingOf(key: string, kind: TxKind, txHash: string | undefined, error?: unknown): TxOutcome {
+  const outcome: TxOutcome = { key, kind, status: "pending" };
+  if (txHash !== undefined) outcome.txHash = txHash;
+  if (error !== undefined) outcome.error = typeof error === "string" ? error : errorText(error);
+  return outcome;
+}
+
+function feesOfTransaction(tx: { maxFeePerGas: bigint | null; maxPriorityFeePerGas: bigint | null; gasPrice: bigint }): Fees {
+  return tx.maxFeePerGas !== null && tx.maxPriorityFeePerGas !== null
+    ? { type: 2, maxFeePerGas: tx.maxFeePerGas, maxPriorityFeePerGas: tx.maxPriorityFeePerGas }
+    : { type: 0, gasPrice: tx.gasPrice };
+}
+
+function capped(fees: Fees, cap: bigint | undefined): Fees {
+  if (cap === undefined) return fees;
+  if (fees.type === 0) return { type: 0, gasPrice: min(fees.gasPrice, cap) };
+  const maxFeePerGas = min(fees.maxFeePerGas, cap);
+  return { type: 2, maxFeePerGas, maxPriorityFeePerGas: min(fees.maxPriorityFeePerGas, maxFeePerGas) };
+}
+
+/** Whether `next` outbids `previous` on every price a node compares for a replacement. */
+function raises(next: Fees, previous: Fees): boolean {
+  if (next.type === 2 && previous.type === 2) {
+    return next.maxFeePerGas > previous.maxFeePerGas && next.maxPriorityFeePerGas > previous.maxPriorityFeePerGas;
+  }
+  if (next.type === 0 && previous.type === 0) return next.gasPrice > previous.gasPrice;
+  return true;
+}
+
+function max(...values: bigint[]): bigint {
+  return values.reduce((a, b) => (b > a ? b : a));
+}
+
+function min(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}
+
+function errorText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: unknown }).code;
+  const nested = (error as { info?: { error?: { message?: unknown } } }).info?.error?.message;
+  const shortMessage = (error as { shortMessage?: unknown }).shortMessage;
+  const base = typeof shortMessage === "string" ? shortMessage : error.message;
+  const parts = [base];
+  if (typeof nested === "string" && !base.includes(nested)) parts.push(`(${nested})`);
+  if (typeof code === "string" && !base.includes(code)) parts.push(`[${code}]`);
+  return parts.join(" ");
+}
+
+/** Rejects when `promise` has not settled within `timeoutMs`: a silent node must not stall the agent's tick. */
+function withDeadline<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`chain RPC ${what} gave no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}

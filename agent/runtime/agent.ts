@@ -1,0 +1,313 @@
+/**
+ * The imperative shell around the session core (DESIGN §3). Every input — meter polls, GPIO edges, chain events,
+ * transaction outcomes, timers, signals — becomes a core event, processed strictly one at a time:
+ *
+ *   step(state, event) -> journal the event (write-ahead) -> execute the commands
+ *
+ * so a `kill -9` anywhere leaves a journal from which the same state is rebuilt, and every side effect that
+ * matters is either idempotent (outbox keys for chain transactions) or re-derived at start-up (the relay is forced
+ * open first, and pending authorize/settle requests are re-issued).
+ */
+import type { Provider, Signer } from "ethers";
+import type { Meter } from "../../drivers/meters/types.ts";
+import { MeterFault } from "../../drivers/meters/types.ts";
+import type { DigitalIn, DigitalOut } from "../../drivers/gpio/types.ts";
+import { initialState, step } from "../core/step.ts";
+import type { CoreCommand, CoreConfig, CoreEvent, CoreState, SignedTotalRequest } from "../core/types.ts";
+import type { Journal } from "../journal/journal.ts";
+import { createRelayDriver, type RelayDriver } from "../relay/relay-driver.ts";
+import type { Deployment } from "../chain/deployment.ts";
+import { createDepositWatcher, type ChainEvent } from "../chain/deposit-watcher.ts";
+import { createTxSender, txKey, type SettlePayload, type TxOutcome } from "../chain/tx-sender.ts";
+import { ledgerDomain, signSessionTotal } from "../chain/session-total.ts";
+import type { Logger } from "../logging.ts";
+import { describeError } from "../errors.ts";
+
+export interface AgentIo {
+  meter: Meter;
+  relay: DigitalOut;
+  feedback?: DigitalIn;
+  evPresent?: DigitalIn;
+}
+
+export interface AgentChain {
+  provider: Provider;
+  /** The device key, connected to `provider`: it signs totals and sends authorize/settle. */
+  wallet: Signer;
+  deployment: Deployment;
+  cpId: string;
+}
+
+export interface AgentOptions {
+  core: CoreConfig;
+  pollIntervalMs: number;
+  io: AgentIo;
+  chain: AgentChain;
+  journal: Journal;
+  log: Logger;
+  clock?: () => number;
+  chainPollIntervalMs?: number;
+  txTickIntervalMs?: number;
+  /** Called after every processed event with the new state and the commands it produced (telemetry, tests). */
+  onStep?: (state: CoreState, event: CoreEvent, commands: CoreCommand[]) => void;
+}
+
+export interface RunningAgent {
+  readonly relay: RelayDriver;
+  state(): CoreState;
+  /** Feeds an event from outside (remote stop from OCPP or an operator). */
+  dispatch(event: CoreEvent): Promise<void>;
+  /** Opens the relay, stops every loop and waits for the event queue to drain. The journal stays open. */
+  stop(): Promise<void>;
+}
+
+const SNAPSHOT_EVERY_EVENTS = 100;
+
+function fieldsOf(event: CoreEvent): Record<string, unknown> {
+  const fields: Record<string, unknown> = { event: event.type };
+  if ("sessionId" in event && event.sessionId !== undefined) fields.sessionId = event.sessionId.toString();
+  if ("txHash" in event) fields.txHash = event.txHash;
+  return fields;
+}
+
+/** Rebuilds the core state from the journal: the latest snapshot plus every event after it. */
+export function replayJournal(journal: Journal, core: CoreConfig): { state: CoreState; replayed: number } {
+  const snapshot = journal.loadSnapshot();
+  let state = (snapshot?.state as CoreState | undefined) ?? initialState();
+  let replayed = 0;
+  let after = snapshot?.seq ?? 0;
+  for (;;) {
+    const batch = journal.eventsSince(after, 1_000);
+    if (batch.length === 0) break;
+    for (const entry of batch) {
+      state = step(core, state, entry.event as unknown as CoreEvent).state;
+      after = entry.seq;
+      replayed += 1;
+    }
+  }
+  return { state, replayed };
+}
+
+export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
+  const { core, io, chain, journal, log } = options;
+  const clock = options.clock ?? Date.now;
+  const relay = createRelayDriver(io.relay, clock);
+  // Before anything else, whatever the journal says: the contactor starts open.
+  await relay.forceOpen("startup");
+
+  const replay = replayJournal(journal, core);
+  let state = replay.state;
+  log.info({ replayed: replay.replayed, phase: state.phase }, "journal replayed");
+
+  const domain = ledgerDomain(BigInt(chain.deployment.chainId), chain.deployment.ChargingLedger);
+  const sender = createTxSender({
+    wallet: chain.wallet,
+    ledgerAddress: chain.deployment.ChargingLedger,
+    outbox: journal,
+    log: (message, fields) => log.info(fields ?? {}, message),
+  });
+
+  let stopped = false;
+  let queue: Promise<void> = Promise.resolve();
+  const timers: NodeJS.Timeout[] = [];
+
+  async function execute(command: CoreCommand): Promise<void> {
+    switch (command.type) {
+      case "setRelay":
+        try {
+          await relay.set(command.closed, command.reason);
+          log.info({ closed: command.closed, reason: command.reason, sessionId: state.session?.sessionId.toString() }, "relay");
+        } catch (error) {
+          log.error({ err: error }, "relay write failed; forcing it open");
+          await relay.forceOpen("write failed").catch(() => undefined);
+        }
+        return;
+      case "sendAuthorize":
+        sender.submit({ key: txKey("authorize", command.sessionId), kind: "authorize", payload: { sessionId: command.sessionId } });
+        return;
+      case "sendSettle": {
+        const payload = await settlePayload(command.total);
+        sender.submit({ key: txKey("settle", command.total.sessionId), kind: "settle", payload });
+        log.info({ sessionId: command.total.sessionId.toString(), energyWh: command.total.meterStopWh - command.total.meterStartWh }, "settle queued");
+        return;
+      }
+      case "notify": {
+        const fields = command.sessionId === undefined ? {} : { sessionId: command.sessionId.toString() };
+        if (command.kind === "fault") log.error(fields, command.message);
+        else if (command.kind === "warning") log.warn(fields, command.message);
+        else log.info(fields, command.message);
+        return;
+      }
+    }
+  }
+
+  async function settlePayload(total: SignedTotalRequest): Promise<SettlePayload> {
+    const signed = {
+      sessionId: total.sessionId,
+      cpId: chain.cpId,
+      meterStartWh: BigInt(total.meterStartWh),
+      meterStopWh: BigInt(total.meterStopWh),
+      startedAt: BigInt(total.startedAtS),
+      stoppedAt: BigInt(total.stoppedAtS),
+      evBehaviour: total.evBehaviour,
+    };
+    // ECDSA signing is deterministic (RFC 6979): re-signing the same total after a restart gives the same bytes.
+    const signature = await signSessionTotal(chain.wallet, domain, signed);
+    return { total: signed, signature };
+  }
+
+  function process(event: CoreEvent): Promise<void> {
+    queue = queue.then(async () => {
+      const result = step(core, state, event);
+      const changed = event.type !== "tick" || result.commands.length > 0 || result.state.phase !== state.phase;
+      if (changed) {
+        const seq = journal.append(event as unknown as { type: string });
+        if (seq % SNAPSHOT_EVERY_EVENTS === 0) {
+          journal.saveSnapshot(seq, result.state);
+          journal.pruneEventsBefore(seq);
+        }
+      }
+      state = result.state;
+      for (const command of result.commands) await execute(command);
+      options.onStep?.(state, event, result.commands);
+    }).catch((error: unknown) => {
+      log.error({ err: error, ...fieldsOf(event) }, "event processing failed; opening the relay");
+      void relay.forceOpen("error").catch(() => undefined);
+    });
+    return queue;
+  }
+
+  function toCoreEvent(event: ChainEvent): CoreEvent | undefined {
+    const atMs = clock();
+    switch (event.type) {
+      case "depositSeen":
+        return {
+          type: "depositSeen",
+          atMs,
+          sessionId: event.sessionId,
+          ev: event.ev,
+          depositWei: event.depositWei,
+          priceWeiPerKWh: event.pricePerKWh,
+          maxEnergyWh: event.maxEnergyWh,
+          depositBlock: event.blockNumber,
+          depositBlockHash: event.blockHash,
+          depositTxHash: event.txHash,
+        };
+      case "chainHead":
+        return { type: "chainHead", atMs, blockNumber: event.blockNumber };
+      case "depositReorged":
+        return { type: "depositReorged", atMs, sessionId: event.sessionId };
+      case "sessionAuthorized":
+        return { type: "authorizeMined", atMs, sessionId: event.sessionId, txHash: event.txHash };
+      case "sessionSettled":
+        return { type: "sessionClosedOnChain", atMs, sessionId: event.sessionId, how: "settled" };
+      case "sessionCancelled":
+        return { type: "sessionClosedOnChain", atMs, sessionId: event.sessionId, how: "cancelled" };
+      case "sessionExpired":
+        return { type: "sessionClosedOnChain", atMs, sessionId: event.sessionId, how: "expired" };
+      default:
+        return undefined;
+    }
+  }
+
+  function outcomeEvent(outcome: TxOutcome): CoreEvent | undefined {
+    const atMs = clock();
+    const sessionId = BigInt(outcome.key.split(":")[1] ?? "0");
+    const done = outcome.status === "mined" || outcome.status === "alreadyDone";
+    if (outcome.kind === "authorize") {
+      if (done) return { type: "authorizeMined", atMs, sessionId, txHash: outcome.txHash ?? "" };
+      if (outcome.status === "failed") return { type: "authorizeFailed", atMs, sessionId, reason: outcome.error ?? "failed" };
+    } else if (outcome.kind === "settle") {
+      if (done) return { type: "settleMined", atMs, sessionId, txHash: outcome.txHash ?? "" };
+      if (outcome.status === "failed") return { type: "settleFailed", atMs, sessionId, reason: outcome.error ?? "failed" };
+    }
+    return undefined;
+  }
+
+  await process({ type: "startup", atMs: clock() });
+
+  // Inputs: read once now (start-up forgot the old levels), then follow their edges.
+  if (io.evPresent) {
+    const input = io.evPresent;
+    await process({ type: "evPresence", atMs: clock(), present: await input.read() });
+    input.watch((present) => void process({ type: "evPresence", atMs: clock(), present }));
+  }
+  if (io.feedback) {
+    const input = io.feedback;
+    await process({ type: "relayFeedback", atMs: clock(), closed: await input.read() });
+    input.watch((closed) => void process({ type: "relayFeedback", atMs: clock(), closed }));
+  }
+
+  const meterLoop = (async () => {
+    while (!stopped) {
+      const startedAt = clock();
+      try {
+        const sample = await io.meter.read();
+        await process({ type: "meterSample", atMs: sample.readAtMs, energyWh: sample.importEnergyWh, powerW: sample.powerW });
+      } catch (error) {
+        const kind = error instanceof MeterFault ? error.kind : "disconnected";
+        await process({ type: "meterFault", atMs: clock(), kind, message: describeError(error) });
+      }
+      const waitMs = Math.max(0, options.pollIntervalMs - (clock() - startedAt));
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  })();
+
+  const startBlock = journal.getCursor()?.blockNumber ?? chain.deployment.deployedAtBlock ?? 0;
+  const watcher = createDepositWatcher({
+    provider: chain.provider,
+    ledgerAddress: chain.deployment.ChargingLedger,
+    cpId: chain.cpId,
+    confirmations: core.confirmations,
+    startBlock,
+    pollIntervalMs: options.chainPollIntervalMs ?? 1_000,
+    cursor: journal,
+    knownDeposits: [...(state.session ? [state.session] : []), ...state.queue].map((terms) => ({
+      sessionId: terms.sessionId,
+      blockNumber: terms.depositBlock,
+      blockHash: terms.depositBlockHash,
+    })),
+    onEvent: async (event) => {
+      const coreEvent = toCoreEvent(event);
+      if (coreEvent) await process(coreEvent);
+    },
+    log: (message, fields) => log.debug(fields ?? {}, message),
+  });
+  watcher.start();
+
+  let ticking = false;
+  timers.push(
+    setInterval(() => {
+      if (ticking || stopped) return;
+      ticking = true;
+      void sender
+        .tick()
+        .then(async (outcomes) => {
+          for (const outcome of outcomes) {
+            if (outcome.status !== "pending") log.info({ key: outcome.key, status: outcome.status, txHash: outcome.txHash, error: outcome.error }, "transaction");
+            const event = outcomeEvent(outcome);
+            if (event) await process(event);
+          }
+        })
+        .catch((error: unknown) => log.warn({ err: error }, "transaction tick failed"))
+        .finally(() => (ticking = false));
+    }, options.txTickIntervalMs ?? 500),
+    setInterval(() => void process({ type: "tick", atMs: clock() }), 250),
+  );
+
+  return {
+    relay,
+    state: () => state,
+    dispatch: (event) => process(event),
+    async stop() {
+      if (stopped) return;
+      await process({ type: "shutdown", atMs: clock() });
+      stopped = true;
+      for (const timer of timers) clearInterval(timer);
+      await watcher.stop();
+      await meterLoop;
+      await queue;
+      await relay.forceOpen("shutdown").catch(() => undefined);
+    },
+  };
+}
