@@ -114,8 +114,9 @@ export interface BlockCursor {
 }
 
 /**
- * Where the watcher stands and the block hashes it has seen; the journal persists it. Blocks are remembered by the
- * watcher for at least the reorg window; a store may drop hashes older than that.
+ * Where the watcher stands and the block hashes it has seen; the journal persists it. The watcher remembers the end
+ * block of every range it scanned and every block with one of our logs; it only ever reads hashes within
+ * `maxReorgDepth` blocks below the cursor, so a store may drop older ones.
  */
 export interface CursorStore {
   /** The last block fully scanned, or undefined before the first scan. */
@@ -156,6 +157,7 @@ export interface DepositWatcherOptions {
   ledgerAddress: string;
   /** bytes32 hex: keccak256(utf8(chargePointId)). */
   cpId: string;
+  /** The core counts confirmations itself; here it only widens the reorg window if it is larger. */
   confirmations: number;
   /** First block to scan when the store has no cursor (e.g. the ledger's deployment block). */
   startBlock: number;

@@ -233,6 +233,8 @@ export function createTxSender(options: TxSenderOptions): TxSender {
     let next = pendingCount;
     for (const row of rows) {
       if (row.txHash === undefined || row.nonce === undefined || slots.has(row.nonce)) continue;
+      const call = tryCallOf(row);
+      if (!call) continue; // failed by tryCallOf; its nonce, if ever broadcast, is found again through the node's count
       // Written before its broadcast by an earlier run: look it up before anything is sent again.
       slots.set(row.nonce, {
         key: row.key,
@@ -240,7 +242,7 @@ export function createTxSender(options: TxSenderOptions): TxSender {
         nonce: row.nonce,
         hashes: [row.txHash],
         to: ledgerAddress,
-        data: callOf(row.kind, row.payload).data,
+        data: call.data,
         gasLimit: undefined,
         fees: undefined,
         sentAtMs: 0,
@@ -359,6 +361,7 @@ export function createTxSender(options: TxSenderOptions): TxSender {
   /** A row with nothing in flight: dry run, then a new transaction with the next nonce. */
   async function start(row: OutboxRow): Promise<TxOutcome> {
     const kind = row.kind as TxKind;
+    if (!tryCallOf(row)) return { key: row.key, kind, status: "failed", error: outbox.get(row.key)?.failure ?? "malformed payload" };
     const verdict = await preflight(row);
     if (verdict.type === "wait") return pendingOf(row.key, kind, undefined, verdict.reason);
     if (verdict.type !== "ok") return conclude(row, verdict);
@@ -472,6 +475,18 @@ export function createTxSender(options: TxSenderOptions): TxSender {
     outbox.markFailed(row.key, reason);
     log("transaction can never succeed", { key: row.key, reason });
     return { key: row.key, kind, status: "failed", error: reason };
+  }
+
+  /** The row's ledger call; a payload that cannot be encoded (a corrupt journal row) fails the row, not the tick. */
+  function tryCallOf(row: OutboxRow): { data: string } | undefined {
+    try {
+      return callOf(row.kind, row.payload);
+    } catch (error) {
+      const reason = `malformed ${row.kind} payload: ${errorText(error)}`;
+      outbox.markFailed(row.key, reason);
+      log("outbox row cannot be sent", { key: row.key, reason });
+      return undefined;
+    }
   }
 
   /** Dry-runs the row's call on the latest state. Throws for network trouble (the row stays pending). */

@@ -8,6 +8,7 @@ import { registerKeysCommands } from "./keys-commands.ts";
 import { registerQueryCommands } from "./query-commands.ts";
 import { registerSelftestCommand } from "./selftest-command.ts";
 import { registerSimCommand } from "./sim-command.ts";
+import { registerStartCommand } from "./start-command.ts";
 
 const program = new Command()
   .name("trustpile")
@@ -24,6 +25,7 @@ registerQueryCommands(program);
 registerSelftestCommand(program);
 registerHwSimCommand(program);
 registerSimCommand(program);
+registerStartCommand(program);
 
 function verbose(): boolean {
   return process.argv.includes("--verbose");

@@ -4,34 +4,20 @@
  * relay, feedback contact and EV on the sim GPIO, the real agent (journal, interlock, chain watcher, tx sender),
  * and an EV wallet that plugs in and pays deposits. Each session is checked to the wei and to the Wh.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { NonceManager, Wallet, formatEther, type JsonRpcProvider } from "ethers";
-import { startDevChain, type DevChain } from "../chain/dev-chain.ts";
-import { devAccount } from "../chain/dev-accounts.ts";
-import { connectProvider } from "../chain/provider.ts";
-import { deployContracts } from "../chain/deploy.ts";
-import { connectLedger, connectRegistry, Role, SessionStatus } from "../chain/contracts.ts";
-import { attest, mined, openSession, registerChargePoint } from "../chain/operations.ts";
+import { formatEther } from "ethers";
+import { connectLedger, SessionStatus } from "../chain/contracts.ts";
+import { openSession } from "../chain/operations.ts";
 import { cpIdOf } from "../chain/session-total.ts";
-import { openJournal, type Journal } from "../journal/journal.ts";
-import { startAgent, type RunningAgent } from "../runtime/agent.ts";
-import { silentLogger, type Logger } from "../logging.ts";
-import { freePort } from "../net.ts";
-import { sealTo, generateEncryptionKeyPair } from "../crypto/seal.ts";
-import type { CoreConfig, CoreState, Phase } from "../core/types.ts";
-import { createModbusMeter } from "../../drivers/meters/modbus-meter.ts";
-import { meterModel } from "../../drivers/meters/models/index.ts";
-import { openGpio } from "../../drivers/gpio/index.ts";
-import { createSimGpio } from "../../drivers/gpio/sim.ts";
-import { startHwSim, type HwSim } from "../../hw-sim/index.ts";
-import { acceleratedClock } from "../../hw-sim/clock.ts";
-
-export const SIM_CHARGE_POINT_ID = "cp-sim-1";
-export const SIM_PRICE_WEI_PER_KWH = 300_000_000_000_000n; // 0.0003 ether per kWh
-const STOP_MARGIN_WH = 20;
-const POLL_INTERVAL_MS = 250;
+import type { Logger } from "../logging.ts";
+import type { CoreState, Phase } from "../core/types.ts";
+import {
+  SIM_CHARGE_POINT_ID,
+  SIM_POLL_INTERVAL_MS,
+  SIM_PRICE_WEI_PER_KWH,
+  costOf,
+  startSimWorld,
+  waitUntil,
+} from "./world.ts";
 
 /** How each simulated session ends, cycled over the sessions. */
 type Scenario = { name: string; depositCoversWh: number; maxEnergyWh: number; pauseAndUnplugAtWh?: number };
@@ -67,102 +53,37 @@ export interface SimOptions {
   log?: Logger;
 }
 
-function costOf(energyWh: bigint, priceWeiPerKWh: bigint): bigint {
-  const product = energyWh * priceWeiPerKWh;
-  return product === 0n ? 0n : (product - 1n) / 1000n + 1n;
-}
 
-async function waitUntil(what: string, condition: () => Promise<boolean> | boolean, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (signal?.aborted) throw new Error("interrupted");
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
   const progress = options.progress ?? (() => {});
   const speedup = options.speedup ?? 5;
-  const dataDir = mkdtempSync(join(tmpdir(), "trustpile-sim-"));
-  let chain: DevChain | undefined;
-  let provider: JsonRpcProvider | undefined;
-  let hwSim: HwSim | undefined;
-  let journal: Journal | undefined;
-  let agent: RunningAgent | undefined;
+  let lastPhase: Phase = "idle";
+  const stopReasons = new Map<string, string>();
+  const world = await startSimWorld({
+    speedup,
+    ...(options.log ? { log: options.log } : {}),
+    onStep: (state: CoreState) => {
+      if (state.phase === lastPhase) return;
+      lastPhase = state.phase;
+      if (state.session?.stopReason) stopReasons.set(state.session.sessionId.toString(), state.session.stopReason);
+      progress(`  agent: ${describePhase(state)}`);
+    },
+  });
   try {
-    chain = await startDevChain({ port: await freePort(), blockTimeS: 1 });
-    provider = (await connectProvider(chain.rpcUrl)) as JsonRpcProvider;
+    const { chain, deployment, device, hwSim, evWallet, owner, ledger, agent } = world;
     progress(`chain: anvil at ${chain.rpcUrl} (pid ${chain.pid}), a block every second`);
-
-    const authority = devAccount(0, provider);
-    const evWallet = devAccount(1, provider);
-    const owner = devAccount(2, provider);
-    const { deployment } = await deployContracts(new NonceManager(authority));
     progress(`contracts: Registry ${deployment.Registry}, ChargingLedger ${deployment.ChargingLedger}`);
-
-    const device = Wallet.createRandom().connect(provider);
-    const registry = connectRegistry(deployment.Registry, authority);
-    const validUntil = BigInt(Math.floor(Date.now() / 1000) + 365 * 24 * 3600);
-    await attest(registry, owner.address, Role.Owner, validUntil);
-    await attest(registry, evWallet.address, Role.EV, validUntil);
-    await (await owner.sendTransaction({ to: device.address, value: 10n ** 18n })).wait();
-    await registerChargePoint(connectRegistry(deployment.Registry, owner), {
-      chargePointId: SIM_CHARGE_POINT_ID,
-      kind: "Private",
-      areaId: 1n,
-      signer: device.address,
-      pricePerKWh: SIM_PRICE_WEI_PER_KWH,
-      maxPowerW: 11_000,
-      ownerContactSealed: sealTo(generateEncryptionKeyPair().publicKey, "Sim Owner, +00 000 000"),
-    });
     progress(`pile: ${SIM_CHARGE_POINT_ID} registered, signer ${device.address}, ${formatEther(SIM_PRICE_WEI_PER_KWH)} ether/kWh`);
-
-    const gpio = createSimGpio();
-    const lines = { relay: { line: 17 }, feedback: { line: 27 }, evPresent: { line: 22 } };
-    hwSim = await startHwSim({ meterTcpPort: 0, gpio, gpioLines: lines, clock: acceleratedClock(speedup), ev: { plugged: false, socPercent: 20 } });
     progress(`hw-sim: SDM630 on Modbus TCP 127.0.0.1:${hwSim.meterTcpPort}, control ${hwSim.controlUrl}, physics ×${speedup}`);
-
-    const meter = createModbusMeter({ model: meterModel("sdm630"), transport: "tcp", host: "127.0.0.1", port: hwSim.meterTcpPort, unitId: 1, timeoutMs: 500 });
-    const io = await openGpio({ driver: "sim", relay: lines.relay, feedback: lines.feedback, evPresent: lines.evPresent }, { sim: gpio });
-    journal = openJournal(join(dataDir, "journal.sqlite"));
-    const core: CoreConfig = {
-      chargePointId: SIM_CHARGE_POINT_ID,
-      confirmations: 2,
-      stopMarginWh: STOP_MARGIN_WH,
-      staleAfterMs: 3_000,
-      feedbackTimeoutMs: 500,
-      hasEvPresentInput: true,
-      hasFeedbackInput: true,
-      stopReadingDelayMs: POLL_INTERVAL_MS,
-      stopReadingTimeoutMs: 10_000,
-    };
-    let lastPhase: Phase = "idle";
-    const stopReasons = new Map<string, string>();
-    agent = await startAgent({
-      core,
-      pollIntervalMs: POLL_INTERVAL_MS,
-      io: { meter, relay: io.relay, ...(io.feedback ? { feedback: io.feedback } : {}), ...(io.evPresent ? { evPresent: io.evPresent } : {}) },
-      chain: { provider, wallet: device, deployment, cpId: cpIdOf(SIM_CHARGE_POINT_ID) },
-      journal,
-      log: options.log ?? silentLogger(),
-      chainPollIntervalMs: 500,
-      onStep: (state: CoreState) => {
-        if (state.phase === lastPhase) return;
-        lastPhase = state.phase;
-        if (state.session?.stopReason) stopReasons.set(state.session.sessionId.toString(), state.session.stopReason);
-        progress(`  agent: ${describePhase(state)}`);
-      },
-    });
     progress("agent: running (relay forced open, journal replayed)");
 
     const ledgerAsEv = connectLedger(deployment.ChargingLedger, evWallet);
-    const ledger = connectLedger(deployment.ChargingLedger, provider);
     const reports: SimSessionReport[] = [];
     for (let n = 0; n < options.sessions; n++) {
       const scenario = SCENARIOS[n % SCENARIOS.length] as Scenario;
       const depositWei = (BigInt(scenario.depositCoversWh) * SIM_PRICE_WEI_PER_KWH) / 1000n;
-      const meterBeforeWh = registerWh(hwSim);
+      const meterBeforeWh = world.registerWh();
       const ownerBefore = await ledger.withdrawable(owner.address);
       const evBefore = await ledger.withdrawable(evWallet.address);
 
@@ -173,15 +94,15 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
 
       if (scenario.pauseAndUnplugAtWh !== undefined) {
         const target = scenario.pauseAndUnplugAtWh;
-        await waitUntil(`${target} Wh delivered`, () => registerWh(hwSim!) - meterBeforeWh >= target, 120_000, options.signal);
+        await waitUntil(`${target} Wh delivered`, () => world.registerWh() - meterBeforeWh >= target, 120_000, options.signal);
         hwSim.board.ev.pause();
-        progress(`  ev: paused after ${registerWh(hwSim) - meterBeforeWh} Wh, unplugging`);
-        await new Promise((resolve) => setTimeout(resolve, 4 * POLL_INTERVAL_MS));
+        progress(`  ev: paused after ${world.registerWh() - meterBeforeWh} Wh, unplugging`);
+        await new Promise((resolve) => setTimeout(resolve, 4 * SIM_POLL_INTERVAL_MS));
         hwSim.board.ev.unplug();
       }
       await waitUntil(`session ${sessionId} to settle`, async () => (await ledger.session(sessionId)).status === SessionStatus.Settled, 180_000, options.signal);
       if (hwSim.board.ev.state().plugged) hwSim.board.ev.unplug();
-      await waitUntil("the agent to go idle", () => agent!.state().phase === "idle", 30_000, options.signal);
+      await waitUntil("the agent to go idle", () => agent.state().phase === "idle", 30_000, options.signal);
 
       const onChain = await ledger.session(sessionId);
       const settledLog = (await ledger.queryFilter(ledger.getEvent("SessionSettled"))).find(
@@ -192,17 +113,16 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
       const refundWei = costWei < depositWei ? depositWei - costWei : 0n;
       const ownerCreditWei = (await ledger.withdrawable(owner.address)) - ownerBefore;
       const evCreditWei = (await ledger.withdrawable(evWallet.address)) - evBefore;
-      const meterDeltaWh = registerWh(hwSim) - meterBeforeWh;
+      const meterDeltaWh = world.registerWh() - meterBeforeWh;
       const problems: string[] = [];
       if (ownerCreditWei !== (costWei < depositWei ? costWei : depositWei)) problems.push(`owner credited ${ownerCreditWei} wei, expected ${costWei}`);
       if (evCreditWei !== refundWei) problems.push(`EV refunded ${evCreditWei} wei, expected ${refundWei}`);
       if (BigInt(meterDeltaWh) !== energyWh) problems.push(`signed ${energyWh} Wh but the meter register moved ${meterDeltaWh} Wh`);
       if (costWei > depositWei) problems.push(`cost ${costWei} wei exceeds the deposit ${depositWei} wei (overshoot beyond the stop margin)`);
-      const stopReason = stopReasons.get(sessionId.toString()) ?? "?";
       const report: SimSessionReport = {
         sessionId,
         scenario: scenario.name,
-        stopReason,
+        stopReason: stopReasons.get(sessionId.toString()) ?? "?",
         energyWh,
         meterDeltaWh,
         depositWei,
@@ -219,21 +139,10 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
         `session ${sessionId}: settled ${energyWh} Wh, cost ${costWei} wei, refund ${refundWei} wei, meter moved ${meterDeltaWh} Wh — ${report.ok ? "exact" : problems.join("; ")} (tx ${report.settleTxHash})`,
       );
     }
-    await mined("owner withdraw", () => connectLedger(deployment.ChargingLedger, owner).withdraw()).catch(() => undefined);
     return reports;
   } finally {
-    await agent?.stop().catch(() => undefined);
-    journal?.close();
-    await hwSim?.stop().catch(() => undefined);
-    provider?.destroy();
-    await chain?.stop().catch(() => undefined);
-    rmSync(dataDir, { recursive: true, force: true });
+    await world.stop();
   }
-}
-
-/** What the simulated meter's import register shows: whole Wh, as the agent reads it. */
-function registerWh(sim: HwSim): number {
-  return Math.floor(sim.board.meter.energyWh());
 }
 
 function describePhase(state: CoreState): string {

@@ -1,0 +1,70 @@
+import { join } from "node:path";
+import type { Command } from "commander";
+import { loadConfig } from "../config/load.ts";
+import { createLogger } from "../logging.ts";
+import { readPasswordFileChecked, loadKeystore } from "../crypto/keystore.ts";
+import { connectProvider } from "../chain/provider.ts";
+import { readDeployment } from "../chain/deployment.ts";
+import { cpIdOf } from "../chain/session-total.ts";
+import { openJournal } from "../journal/journal.ts";
+import { startAgent } from "../runtime/agent.ts";
+import { coreConfigFrom } from "../runtime/core-config.ts";
+import { UsageError } from "../errors.ts";
+import { createMeter } from "../../drivers/meters/index.ts";
+import { createModbusMeter } from "../../drivers/meters/modbus-meter.ts";
+import { meterModel } from "../../drivers/meters/models/index.ts";
+import type { Meter } from "../../drivers/meters/types.ts";
+import { openGpio } from "../../drivers/gpio/index.ts";
+import { createSimGpio } from "../../drivers/gpio/sim.ts";
+import { startHwSim, type HwSim } from "../../hw-sim/index.ts";
+
+export function registerStartCommand(program: Command): void {
+  program
+    .command("start")
+    .description("run the agent on the pile until SIGINT/SIGTERM")
+    .requiredOption("--config <file>", "the agent config")
+    .action(async (options: { config: string }) => {
+      const config = loadConfig(options.config);
+      const log = createLogger({ name: config.chargePointId });
+      if (!config.chain.passwordFile) throw new UsageError(`${options.config}: chain.passwordFile: required to unlock the device key`);
+      const { password, permissionWarning } = readPasswordFileChecked(config.chain.passwordFile);
+      if (permissionWarning) log.warn(permissionWarning);
+      const device = await loadKeystore(config.chain.keystore, password);
+      const deployment = readDeployment(config.chain.deployment);
+      const provider = await connectProvider(config.chain.rpcUrl);
+
+      // `sim` drivers: hw-sim in this process, its meter read through the real Modbus driver over loopback.
+      const usesSim = config.meter.driver === "sim" || config.gpio.driver === "sim";
+      const simGpio = usesSim ? createSimGpio() : undefined;
+      let hwSim: HwSim | undefined;
+      if (usesSim) hwSim = await startHwSim({ meterTcpPort: 0, ...(simGpio ? { gpio: simGpio } : {}), gpioLines: config.gpio });
+      const meter: Meter =
+        config.meter.driver === "sim" && hwSim
+          ? createModbusMeter({ model: meterModel("sdm630"), transport: "tcp", host: "127.0.0.1", port: hwSim.meterTcpPort, unitId: 1, timeoutMs: config.meter.timeoutMs })
+          : createMeter(config.meter);
+      const gpio = await openGpio(config.gpio, simGpio ? { sim: simGpio } : {});
+      const journal = openJournal(join(config.dataDir, "journal.sqlite"));
+
+      const agent = await startAgent({
+        core: coreConfigFrom(config),
+        pollIntervalMs: config.meter.pollIntervalMs,
+        io: { meter, relay: gpio.relay, ...(gpio.feedback ? { feedback: gpio.feedback } : {}), ...(gpio.evPresent ? { evPresent: gpio.evPresent } : {}) },
+        chain: { provider, wallet: device.connect(provider), deployment, cpId: cpIdOf(config.chargePointId) },
+        journal,
+        log,
+      });
+      log.info({ chargePointId: config.chargePointId, signer: device.address, ledger: deployment.ChargingLedger, hwSimControl: hwSim?.controlUrl }, "agent ready");
+
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once("SIGINT", () => resolve("SIGINT"));
+        process.once("SIGTERM", () => resolve("SIGTERM"));
+      });
+      log.info({ signal }, "stopping: relay open, journal closed");
+      await agent.stop();
+      journal.close();
+      await meter.close().catch(() => undefined);
+      await gpio.close().catch(() => undefined);
+      await hwSim?.stop().catch(() => undefined);
+      provider.destroy();
+    });
+}

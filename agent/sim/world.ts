@@ -1,0 +1,171 @@
+/**
+ * The simulated world of `trustpile sim`, in one process: anvil, contracts, a registered pile with a fresh device
+ * key, hw-sim (meter over Modbus TCP, relay with feedback, EV) on the sim GPIO, and the real agent. Integration
+ * tests build the same world to check the agent's rules against real sockets and a real chain.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { NonceManager, Wallet, type HDNodeWallet, type JsonRpcProvider } from "ethers";
+import type { ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
+import { startDevChain, type DevChain } from "../chain/dev-chain.ts";
+import { devAccount } from "../chain/dev-accounts.ts";
+import { connectProvider } from "../chain/provider.ts";
+import { deployContracts } from "../chain/deploy.ts";
+import type { Deployment } from "../chain/deployment.ts";
+import { connectLedger, connectRegistry, Role } from "../chain/contracts.ts";
+import { attest, registerChargePoint } from "../chain/operations.ts";
+import { cpIdOf } from "../chain/session-total.ts";
+import { openJournal, type Journal } from "../journal/journal.ts";
+import { startAgent, type RunningAgent } from "../runtime/agent.ts";
+import { silentLogger, type Logger } from "../logging.ts";
+import { freePort } from "../net.ts";
+import { generateEncryptionKeyPair, sealTo } from "../crypto/seal.ts";
+import type { CoreCommand, CoreConfig, CoreEvent, CoreState } from "../core/types.ts";
+import { createModbusMeter } from "../../drivers/meters/modbus-meter.ts";
+import { meterModel } from "../../drivers/meters/models/index.ts";
+import { openGpio, type GpioLines } from "../../drivers/gpio/index.ts";
+import { createSimGpio } from "../../drivers/gpio/sim.ts";
+import type { Meter } from "../../drivers/meters/types.ts";
+import { startHwSim, type HwSim } from "../../hw-sim/index.ts";
+import { acceleratedClock } from "../../hw-sim/clock.ts";
+
+export const SIM_CHARGE_POINT_ID = "cp-sim-1";
+export const SIM_PRICE_WEI_PER_KWH = 300_000_000_000_000n; // 0.0003 ether per kWh
+export const SIM_POLL_INTERVAL_MS = 250;
+
+export interface SimWorldOptions {
+  /** Physics speed-up of the simulated EV and meter; the agent keeps real time. */
+  speedup?: number;
+  blockTimeS?: number;
+  confirmations?: number;
+  stopMarginWh?: number;
+  staleAfterMs?: number;
+  log?: Logger;
+  onStep?: (state: CoreState, event: CoreEvent, commands: CoreCommand[]) => void;
+}
+
+export interface SimWorld {
+  chain: DevChain;
+  provider: JsonRpcProvider;
+  deployment: Deployment;
+  device: Wallet | HDNodeWallet;
+  evWallet: HDNodeWallet;
+  owner: HDNodeWallet;
+  ledger: ChargingLedgerContract;
+  hwSim: HwSim;
+  agent: RunningAgent;
+  core: CoreConfig;
+  /** What the simulated meter's import register shows: whole Wh, as the agent reads it. */
+  registerWh(): number;
+  stop(): Promise<void>;
+}
+
+export function costOf(energyWh: bigint, priceWeiPerKWh: bigint): bigint {
+  const product = energyWh * priceWeiPerKWh;
+  return product === 0n ? 0n : (product - 1n) / 1000n + 1n;
+}
+
+export async function waitUntil(
+  what: string,
+  condition: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (signal?.aborted) throw new Error("interrupted");
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimWorld> {
+  const dataDir = mkdtempSync(join(tmpdir(), "trustpile-sim-"));
+  const cleanups: (() => Promise<void> | void)[] = [() => rmSync(dataDir, { recursive: true, force: true })];
+  const stop = async (): Promise<void> => {
+    for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
+  };
+  try {
+    const chain = await startDevChain({ port: await freePort(), blockTimeS: options.blockTimeS ?? 1 });
+    cleanups.push(() => chain.stop());
+    const provider = (await connectProvider(chain.rpcUrl)) as JsonRpcProvider;
+    cleanups.push(() => provider.destroy());
+
+    const authority = devAccount(0, provider);
+    const evWallet = devAccount(1, provider);
+    const owner = devAccount(2, provider);
+    const { deployment } = await deployContracts(new NonceManager(authority));
+    const device = Wallet.createRandom().connect(provider);
+    const registry = connectRegistry(deployment.Registry, authority);
+    const validUntil = BigInt(Math.floor(Date.now() / 1000) + 365 * 24 * 3600);
+    await attest(registry, owner.address, Role.Owner, validUntil);
+    await attest(registry, evWallet.address, Role.EV, validUntil);
+    await (await owner.sendTransaction({ to: device.address, value: 10n ** 18n })).wait();
+    await registerChargePoint(connectRegistry(deployment.Registry, owner), {
+      chargePointId: SIM_CHARGE_POINT_ID,
+      kind: "Private",
+      areaId: 1n,
+      signer: device.address,
+      pricePerKWh: SIM_PRICE_WEI_PER_KWH,
+      maxPowerW: 11_000,
+      ownerContactSealed: sealTo(generateEncryptionKeyPair().publicKey, "Sim Owner, +00 000 000"),
+    });
+
+    const gpio = createSimGpio();
+    const lines = { relay: { line: 17 }, feedback: { line: 27 }, evPresent: { line: 22 } };
+    const hwSim = await startHwSim({
+      meterTcpPort: 0,
+      gpio,
+      gpioLines: lines,
+      clock: acceleratedClock(options.speedup ?? 5),
+      ev: { plugged: false, socPercent: 20 },
+    });
+    cleanups.push(() => hwSim.stop());
+    const meter: Meter = createModbusMeter({ model: meterModel("sdm630"), transport: "tcp", host: "127.0.0.1", port: hwSim.meterTcpPort, unitId: 1, timeoutMs: 500 });
+    cleanups.push(() => meter.close());
+    const io: GpioLines = await openGpio({ driver: "sim", relay: lines.relay, feedback: lines.feedback, evPresent: lines.evPresent }, { sim: gpio });
+    cleanups.push(() => io.close());
+    const journal: Journal = openJournal(join(dataDir, "journal.sqlite"));
+    cleanups.push(() => journal.close());
+    const core: CoreConfig = {
+      chargePointId: SIM_CHARGE_POINT_ID,
+      confirmations: options.confirmations ?? 2,
+      stopMarginWh: options.stopMarginWh ?? 20,
+      staleAfterMs: options.staleAfterMs ?? 3_000,
+      feedbackTimeoutMs: 500,
+      hasEvPresentInput: true,
+      hasFeedbackInput: true,
+      stopReadingDelayMs: SIM_POLL_INTERVAL_MS,
+      stopReadingTimeoutMs: 10_000,
+    };
+    const agent = await startAgent({
+      core,
+      pollIntervalMs: SIM_POLL_INTERVAL_MS,
+      io: { meter, relay: io.relay, ...(io.feedback ? { feedback: io.feedback } : {}), ...(io.evPresent ? { evPresent: io.evPresent } : {}) },
+      chain: { provider, wallet: device, deployment, cpId: cpIdOf(SIM_CHARGE_POINT_ID) },
+      journal,
+      log: options.log ?? silentLogger(),
+      chainPollIntervalMs: 250,
+      ...(options.onStep ? { onStep: options.onStep } : {}),
+    });
+    cleanups.push(() => agent.stop());
+    return {
+      chain,
+      provider,
+      deployment,
+      device,
+      evWallet,
+      owner,
+      ledger: connectLedger(deployment.ChargingLedger, provider),
+      hwSim,
+      agent,
+      core,
+      registerWh: () => Math.floor(hwSim.board.meter.energyWh()),
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
