@@ -276,22 +276,50 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   watcher.start();
 
   let ticking = false;
+  function tickTransactions(): void {
+    if (ticking || stopped) return;
+    ticking = true;
+    void sender
+      .tick()
+      .then(async (outcomes) => {
+        for (const outcome of outcomes) {
+          if (outcome.status !== "pending") log.info({ key: outcome.key, status: outcome.status, txHash: outcome.txHash, error: outcome.error }, "transaction");
+          const event = outcomeEvent(outcome);
+          if (event) await process(event);
+        }
+      })
+      .catch((error: unknown) => log.warn({ err: error }, "transaction tick failed"))
+      .finally(() => (ticking = false));
+  }
+
+  // A new block is when deposits confirm and transactions mine: react to it at once instead of waiting for the
+  // next timer (the block subscription is ethers' own: a real subscription over ws, a poll over http). The timers
+  // stay as the fallback when no block event arrives.
+  let watcherBusy = false;
+  let watcherAgain = false;
+  function pollChainSoon(): void {
+    if (stopped) return;
+    if (watcherBusy) {
+      watcherAgain = true;
+      return;
+    }
+    watcherBusy = true;
+    void watcher.pollOnce().finally(() => {
+      watcherBusy = false;
+      if (watcherAgain) {
+        watcherAgain = false;
+        pollChainSoon();
+      }
+    });
+  }
+  const onBlock = (): void => {
+    pollChainSoon();
+    tickTransactions();
+  };
+  await chain.provider.on("block", onBlock);
+
   timers.push(
-    setInterval(() => {
-      if (ticking || stopped) return;
-      ticking = true;
-      void sender
-        .tick()
-        .then(async (outcomes) => {
-          for (const outcome of outcomes) {
-            if (outcome.status !== "pending") log.info({ key: outcome.key, status: outcome.status, txHash: outcome.txHash, error: outcome.error }, "transaction");
-            const event = outcomeEvent(outcome);
-            if (event) await process(event);
-          }
-        })
-        .catch((error: unknown) => log.warn({ err: error }, "transaction tick failed"))
-        .finally(() => (ticking = false));
-    }, options.txTickIntervalMs ?? 500),
+    setInterval(tickTransactions, options.txTickIntervalMs ?? 500),
     setInterval(() => void process({ type: "tick", atMs: clock() }), 250),
   );
 
@@ -304,6 +332,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       await process({ type: "shutdown", atMs: clock() });
       stopped = true;
       for (const timer of timers) clearInterval(timer);
+      await chain.provider.off("block", onBlock);
       await watcher.stop();
       await meterLoop;
       await queue;
