@@ -30,6 +30,7 @@ export function initialState(): CoreState {
     queue: [],
     relayCommandedClosed: false,
     evPresent: false,
+    evPresenceKnown: false,
     meter: {},
     finishedSessionIds: [],
     shuttingDown: false,
@@ -179,6 +180,7 @@ class Stepper {
         // Readings and inputs from before the restart prove nothing about now: wait for fresh ones.
         state.meter = { ...(state.meter.lastEnergyWh === undefined ? {} : { lastEnergyWh: state.meter.lastEnergyWh }) };
         state.evPresent = false;
+        state.evPresenceKnown = false;
         this.commands.push({ type: "setRelay", closed: false, reason: "startup" });
         const session = state.session;
         if (session && (state.phase === "energized" || state.phase === "suspended")) this.setPhase("authorized");
@@ -211,6 +213,7 @@ class Stepper {
       case "evPresence": {
         const wasPresent = state.evPresent;
         state.evPresent = event.present;
+        state.evPresenceKnown = true;
         const session = state.session;
         if (wasPresent && !event.present && session && (state.phase === "energized" || state.phase === "suspended")) {
           // Unplugging while current flows is the violation the pile reports (evBehaviour −1); after the EV
@@ -281,13 +284,19 @@ class Stepper {
           this.finish(event.sessionId);
           return;
         }
-        if (event.how === "settled" && state.phase === "settling") this.closeSession();
-        else if (event.how === "cancelled" && !state.session?.authorizeMined) this.abandon("cancelled by the EV");
-        else if (event.how === "expired") {
-          this.stop("fault");
-          this.notify("fault", `session ${event.sessionId} expired on chain before it was settled`, event.sessionId);
+        if (event.how === "settled" && state.phase === "settling") {
           this.closeSession();
+          return;
         }
+        // Closed on chain while this pile still thinks it is open: a journal lost or started afresh replays old
+        // deposits. Whatever the phase, the deposit no longer backs any energy: drop the session (the interlock
+        // then holds the relay open) and never serve it again.
+        this.notify(
+          event.how === "cancelled" && !state.session?.authorizeMined ? "session" : "fault",
+          `session ${event.sessionId} is already ${event.how} on chain; dropping it`,
+          event.sessionId,
+        );
+        this.abandon(`${event.how} on chain`);
         return;
       }
       case "remoteStop":
@@ -332,7 +341,17 @@ class Stepper {
           }
           break;
         case "authorized":
-          if (this.canEnergize(session)) {
+          if (session.meterStartWh !== undefined && config.hasEvPresentInput && state.evPresenceKnown && !state.evPresent) {
+            // Resumed after a restart, and the EV left while the agent was down: settle what was delivered.
+            session.relayOpenedAtMs = state.nowMs;
+            this.stop("evUnplugged");
+          } else if (session.meterStartWh !== undefined && deliveredWh(session) >= session.stopAtWh) {
+            // Only a session resumed after a restart is "authorized" with a start reading. If the EV used up the
+            // budget through the contactor the dead process left closed, the interlock will never close it again:
+            // stop now (the relay has been open since start-up) and settle what the meter shows.
+            session.relayOpenedAtMs = state.nowMs;
+            this.stop(this.budgetStopReason(session));
+          } else if (this.canEnergize(session)) {
             // The relay is still open, so the last fresh reading is the register at the instant current starts.
             session.meterStartWh ??= state.meter.lastEnergyWh;
             session.startedAtMs ??= state.nowMs;
@@ -377,11 +396,14 @@ class Stepper {
     if (state.fault !== undefined) return "fault";
     if (!meterFresh(config, state)) return "meterLost";
     if (!evPresentOrAssumed(config, state)) return "evUnplugged";
-    if (deliveredWh(session) >= session.stopAtWh) {
-      const coveredWh = energyCoveredWh(session.depositWei, session.priceWeiPerKWh);
-      return session.maxEnergyWh <= coveredWh ? "maxEnergy" : "budget";
-    }
+    if (deliveredWh(session) >= session.stopAtWh) return this.budgetStopReason(session);
     return undefined;
+  }
+
+  /** Why a session that reached `stopAtWh` stops: the EV's own limit or the deposit's. */
+  budgetStopReason(session: Session): StopReason {
+    const coveredWh = energyCoveredWh(session.depositWei, session.priceWeiPerKWh);
+    return session.maxEnergyWh <= coveredWh ? "maxEnergy" : "budget";
   }
 
   /**

@@ -93,6 +93,8 @@ export interface CoreState {
   relayMismatchSinceMs?: number;
   relayFeedbackClosed?: boolean;
   evPresent: boolean;
+  /** False from start-up until the EV-present input has been read again. */
+  evPresenceKnown: boolean;
   meter: MeterHealth;
   fault?: string;
   /** After a shutdown event the relay never closes again in this process. */

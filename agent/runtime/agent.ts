@@ -227,15 +227,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   await process({ type: "startup", atMs: clock() });
 
   // Inputs: read once now (start-up forgot the old levels), then follow their edges.
+  // Watch first, then read: an edge between the two is then seen twice (harmless), never lost.
   if (io.evPresent) {
     const input = io.evPresent;
-    await process({ type: "evPresence", atMs: clock(), present: await input.read() });
     input.watch((present) => void process({ type: "evPresence", atMs: clock(), present }));
+    await process({ type: "evPresence", atMs: clock(), present: await input.read() });
   }
   if (io.feedback) {
     const input = io.feedback;
-    await process({ type: "relayFeedback", atMs: clock(), closed: await input.read() });
     input.watch((closed) => void process({ type: "relayFeedback", atMs: clock(), closed }));
+    await process({ type: "relayFeedback", atMs: clock(), closed: await input.read() });
   }
 
   const meterLoop = (async () => {
@@ -304,13 +305,18 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       return;
     }
     watcherBusy = true;
-    void watcher.pollOnce().finally(() => {
-      watcherBusy = false;
-      if (watcherAgain) {
-        watcherAgain = false;
-        pollChainSoon();
-      }
-    });
+    // pollOnce rejects when the node fails (RPC down); the watcher's own timer retries, so this is only logged.
+    // Unhandled, the rejection would kill the agent process mid-session.
+    void watcher
+      .pollOnce()
+      .catch((error: unknown) => log.debug({ err: error }, "chain poll on a new block failed; the watcher retries"))
+      .finally(() => {
+        watcherBusy = false;
+        if (watcherAgain) {
+          watcherAgain = false;
+          pollChainSoon();
+        }
+      });
   }
   const onBlock = (): void => {
     pollChainSoon();

@@ -271,6 +271,53 @@ describe("session core: relay faults, start-up and shutdown", () => {
     expect(run.state.session?.meterStartWh).toBe(100_000);
   });
 
+  it("settles a resumed session whose budget ran out while the process was dead with the contactor closed", () => {
+    const run = new Run();
+    run.energize();
+    run.at(run.t + 1_000).sample(105_000);
+    // kill -9: the GPIO kept the contactor closed, and the EV drew past the budget before the restart.
+    run.at(run.t + 30_000);
+    run.send({ type: "startup" });
+    run.send({ type: "evPresence", present: true });
+    run.send({ type: "relayFeedback", closed: false });
+    run.sample(110_050, 0);
+    expect(run.state.session?.stopReason).toBe("budget");
+    expect(run.relayCommands().at(-1)).toEqual({ closed: false, reason: "startup" });
+    run.at(run.t + 1_000);
+    const settle = settleOf(run.sample(110_050, 0));
+    expect(settle?.type === "sendSettle" && settle.total).toMatchObject({ meterStartWh: 100_000, meterStopWh: 110_050 });
+  });
+
+  it("settles a resumed session whose EV left while the agent was down", () => {
+    const run = new Run();
+    run.energize();
+    run.at(run.t + 1_000).sample(100_800);
+    run.at(run.t + 30_000);
+    run.send({ type: "startup" });
+    run.sample(100_900, 0);
+    expect(run.state.phase).toBe("authorized");
+    run.send({ type: "evPresence", present: false });
+    expect(run.state.session?.stopReason).toBe("evUnplugged");
+    run.at(run.t + 1_000);
+    const settle = settleOf(run.sample(100_900, 0));
+    expect(settle?.type === "sendSettle" && settle.total).toMatchObject({ meterStartWh: 100_000, meterStopWh: 100_900, evBehaviour: 0 });
+  });
+
+  it("never energizes a deposit that the chain already shows settled (a journal started afresh)", () => {
+    const run = new Run();
+    run.send({ type: "startup" });
+    run.send({ type: "evPresence", present: true });
+    run.sample(100_000);
+    run.send({ type: "depositSeen", ...terms(4n) });
+    run.send({ type: "authorizeMined", sessionId: 4n, txHash: "0xold" });
+    run.send({ type: "sessionClosedOnChain", sessionId: 4n, how: "settled" });
+    run.send({ type: "chainHead", blockNumber: 50 });
+    expect(run.state.phase).toBe("idle");
+    expect(run.relayCommands().filter((c) => c.closed)).toEqual([]);
+    run.send({ type: "depositSeen", ...terms(4n) });
+    expect(run.state.session).toBeUndefined();
+  });
+
   it("opens on shutdown and never closes again in that process", () => {
     const run = new Run();
     run.energize();
