@@ -15,6 +15,7 @@ import type {
   Phase,
   Session,
   SessionTerms,
+  SignedTotalRequest,
   StepResult,
   StopReason,
 } from "./types.ts";
@@ -446,14 +447,7 @@ class Stepper {
   }
 }
 
-export function signedTotalOf(session: Session): {
-  sessionId: bigint;
-  meterStartWh: number;
-  meterStopWh: number;
-  startedAtS: number;
-  stoppedAtS: number;
-  evBehaviour: 0 | -1;
-} {
+export function signedTotalOf(session: Session): SignedTotalRequest {
   const meterStartWh = session.meterStartWh ?? 0;
   const startedAtS = Math.floor((session.startedAtMs ?? 0) / 1000);
   return {

@@ -6,6 +6,7 @@
  * every 20 operations and at the end. Reproduce a failure with TRUSTPILE_LEDGER_SEED=<seed printed in the error>.
  */
 import { describe, expect, it } from "vitest";
+import { mulberry32 } from "../helpers/prng.ts";
 import type { HDNodeWallet, JsonRpcProvider } from "ethers";
 import { connectLedger, SessionStatus } from "../../agent/chain/contracts.ts";
 import { mined, signAndSettle } from "../../agent/chain/operations.ts";
@@ -32,17 +33,6 @@ const FULL_CHECK_EVERY = 20;
 const AUTH_TIMEOUT_S = 600;
 const SETTLE_TIMEOUT_S = 172_800;
 
-/** mulberry32: a tiny, well-mixed 32-bit PRNG, so a seed replays the exact same walk. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 class Random {
   private readonly next: () => number;

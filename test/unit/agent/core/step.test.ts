@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { mulberry32 } from "../../../helpers/prng.ts";
 import { confirmationsOf, initialState, meterFresh, step } from "../../../../agent/core/step.ts";
 import type { CoreCommand, CoreConfig, CoreEvent, CoreState, SessionTerms } from "../../../../agent/core/types.ts";
 
@@ -344,17 +345,6 @@ describe("session core: several deposits", () => {
   });
 });
 
-/** A tiny seeded PRNG so a failing sequence can be replayed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 describe("session core: properties over random event sequences", () => {
   it("closes the relay only with a mined authorize, enough confirmations, a fresh meter and an EV; settles each session once", () => {
