@@ -16,6 +16,9 @@ import type { Deployment } from "../chain/deployment.ts";
 import { connectLedger, connectRegistry, Role } from "../chain/contracts.ts";
 import { attest, registerChargePoint } from "../chain/operations.ts";
 import { cpIdOf } from "../chain/session-total.ts";
+import { costOf } from "../chain/cost.ts";
+
+export { costOf };
 import { openJournal, type Journal } from "../journal/journal.ts";
 import { startAgent, type RunningAgent } from "../runtime/agent.ts";
 import { silentLogger, type Logger } from "../logging.ts";
@@ -59,11 +62,6 @@ export interface SimWorld {
   /** What the simulated meter's import register shows: whole Wh, as the agent reads it. */
   registerWh(): number;
   stop(): Promise<void>;
-}
-
-export function costOf(energyWh: bigint, priceWeiPerKWh: bigint): bigint {
-  const product = energyWh * priceWeiPerKWh;
-  return product === 0n ? 0n : (product - 1n) / 1000n + 1n;
 }
 
 export async function waitUntil(

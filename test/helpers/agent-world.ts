@@ -33,6 +33,7 @@ import { createSimGpio, type SimGpio } from "../../drivers/gpio/sim.ts";
 import type { DigitalIn, DigitalOut } from "../../drivers/gpio/types.ts";
 import { startHwSim, type HwSim } from "../../hw-sim/index.ts";
 import { acceleratedClock } from "../../hw-sim/clock.ts";
+import { costOf as ledgerCostOf } from "../../agent/chain/cost.ts";
 import type { AgentProcessConfig } from "../fixtures/agent-process.ts";
 import { PRICE_WEI_PER_KWH, deployLedgerFixture, rpc, testChainUrl, type LedgerFixture } from "./chain.ts";
 import { REPO_ROOT } from "./cli.ts";
@@ -64,10 +65,9 @@ export function coreConfig(chargePointId: string, overrides: Partial<CoreConfig>
   };
 }
 
-/** cost = ceil(energyWh × price / 1000), as the ledger computes it. */
+/** cost = ceil(energyWh × price / 1000), as the ledger computes it; at the test price unless given. */
 export function costOf(energyWh: bigint, priceWeiPerKWh: bigint = PRICE_WEI_PER_KWH): bigint {
-  const product = energyWh * priceWeiPerKWh;
-  return product === 0n ? 0n : (product - 1n) / 1000n + 1n;
+  return ledgerCostOf(energyWh, priceWeiPerKWh);
 }
 
 export function depositFor(coversWh: number, priceWeiPerKWh: bigint = PRICE_WEI_PER_KWH): bigint {

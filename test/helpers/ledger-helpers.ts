@@ -19,11 +19,10 @@ import { cpIdOf, ledgerDomain, type SessionTotal } from "../../agent/chain/sessi
 import type { ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
 import { testChainUrl, type LedgerFixture } from "./chain.ts";
 
-/** ceil(energyWh × pricePerKWh / 1000), as ChargingLedger._costOf. */
-export function costOf(energyWh: bigint, priceWeiPerKWh: bigint): bigint {
-  const product = energyWh * priceWeiPerKWh;
-  return product === 0n ? 0n : (product - 1n) / 1000n + 1n;
-}
+/** cost = ceil(energyWh × price / 1000): the ledger's rule, kept once in agent/chain/cost.ts. */
+import { costOf } from "../../agent/chain/cost.ts";
+
+export { costOf };
 
 /** Deposit an EV with negative credibility must bring: the cost of twice the energy it asks for (DESIGN §4.2). */
 export function requiredDepositOf(maxEnergyWh: bigint, priceWeiPerKWh: bigint): bigint {
