@@ -361,7 +361,8 @@ contract ChargingLedger is EIP712 {
             uint256 prevEvaluationOfCp,
             uint256 prevEvaluationOfEv,
             bytes32 cpId,
-            address ev
+            address ev,
+            int256 evCredibility
         )
     {
         if (msg.sender != _evaluations) revert NotEvaluations(msg.sender);
@@ -382,6 +383,7 @@ contract ChargingLedger is EIP712 {
         prevEvaluationOfEv = evAccount.lastEvaluation;
         cpHeads.lastEvaluation = uint64(evaluationNo);
         evAccount.lastEvaluation = uint64(evaluationNo);
+        evCredibility = evAccount.credibility;
     }
 
     // ================================================================ views

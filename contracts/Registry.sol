@@ -241,6 +241,11 @@ contract Registry {
         return _cpNoOf[cpId];
     }
 
+    /// @dev The area a charge point serves (0 for an unknown one), for the bookkeeper of that area.
+    function areaOf(bytes32 cpId) external view returns (uint64) {
+        return _chargePoints[_cpNoOf[cpId]].areaId;
+    }
+
     // ---------------------------------------------------------------- internals
 
     function _registered(bytes32 cpId) private view returns (ChargePointRecord storage cp) {

@@ -1,5 +1,6 @@
 import { Contract, type ContractRunner } from "ethers";
 import { ChargingLedgerAbi, type ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
+import { EvaluationsAbi, type EvaluationsContract } from "../../contracts/artifacts/Evaluations.ts";
 import { RegistryAbi, type RegistryContract } from "../../contracts/artifacts/Registry.ts";
 import type { Deployment } from "./deployment.ts";
 
@@ -14,6 +15,10 @@ export function connectRegistry(address: string, runner: ContractRunner): Regist
 
 export function connectLedger(address: string, runner: ContractRunner): ChargingLedgerContract {
   return new Contract(address, ChargingLedgerAbi, runner) as unknown as ChargingLedgerContract;
+}
+
+export function connectEvaluations(address: string, runner: ContractRunner): EvaluationsContract {
+  return new Contract(address, EvaluationsAbi, runner) as unknown as EvaluationsContract;
 }
 
 export function connectContracts(deployment: Deployment, runner: ContractRunner): TrustpileContracts {

@@ -1,6 +1,9 @@
 import { ContractFactory, type Signer } from "ethers";
 import { ChargingLedgerAbi, ChargingLedgerBytecode } from "../../contracts/artifacts/ChargingLedger.ts";
+import { EvaluationsAbi, EvaluationsBytecode } from "../../contracts/artifacts/Evaluations.ts";
 import { RegistryAbi, RegistryBytecode } from "../../contracts/artifacts/Registry.ts";
+import { parseSd59x18 } from "../reputation/eq2.ts";
+import { connectLedger } from "./contracts.ts";
 import type { Deployment } from "./deployment.ts";
 
 export interface DeployOptions {
@@ -8,11 +11,20 @@ export interface DeployOptions {
   authority?: string;
   authTimeoutS?: bigint;
   settleTimeoutS?: bigint;
+  /** eq. 2's μ as SD59x18 (default 2). */
+  mu?: bigint;
+  /** eq. 2's σ as SD59x18 (default 1.5). */
+  sigma?: bigint;
+  /** Length of a bookkeeper period T in seconds (default one day). */
+  bookkeeperPeriodS?: bigint;
   onProgress?: (step: string) => void;
 }
 
 export const DEFAULT_AUTH_TIMEOUT_S = 600n;
 export const DEFAULT_SETTLE_TIMEOUT_S = 2n * 24n * 3600n;
+export const DEFAULT_MU = parseSd59x18("2");
+export const DEFAULT_SIGMA = parseSd59x18("1.5");
+export const DEFAULT_BOOKKEEPER_PERIOD_S = 24n * 3600n;
 
 export interface DeployResult {
   deployment: Deployment;
@@ -47,8 +59,24 @@ export async function deployContracts(deployer: Signer, options: DeployOptions =
     options.authTimeoutS ?? DEFAULT_AUTH_TIMEOUT_S,
     options.settleTimeoutS ?? DEFAULT_SETTLE_TIMEOUT_S,
   ]);
+  const evaluations = await deploy("Evaluations", EvaluationsAbi, EvaluationsBytecode, [
+    ledger,
+    options.mu ?? DEFAULT_MU,
+    options.sigma ?? DEFAULT_SIGMA,
+    options.bookkeeperPeriodS ?? DEFAULT_BOOKKEEPER_PERIOD_S,
+  ]);
+  progress("wiring Evaluations into ChargingLedger");
+  const wiring = await (await connectLedger(ledger, deployer).setEvaluations(evaluations)).wait();
+  if (!wiring) throw new Error("setEvaluations produced no receipt");
+  gasUsed["setEvaluations"] = wiring.gasUsed;
   return {
-    deployment: { chainId: Number(chainId), Registry: registry, ChargingLedger: ledger, deployedAtBlock: firstBlock + 1 },
+    deployment: {
+      chainId: Number(chainId),
+      Registry: registry,
+      ChargingLedger: ledger,
+      Evaluations: evaluations,
+      deployedAtBlock: firstBlock + 1,
+    },
     gasUsed,
   };
 }

@@ -5,7 +5,13 @@ import { loadConfig } from "../config/load.ts";
 import { deviceEncryptionKey, loadKeystore, readPasswordFileChecked } from "../crypto/keystore.ts";
 import { sealTo } from "../crypto/seal.ts";
 import { connectRegistry, CpKind, Role, type CpKindName } from "../chain/contracts.ts";
-import { DEFAULT_AUTH_TIMEOUT_S, DEFAULT_SETTLE_TIMEOUT_S, deployContracts } from "../chain/deploy.ts";
+import {
+  DEFAULT_AUTH_TIMEOUT_S,
+  DEFAULT_BOOKKEEPER_PERIOD_S,
+  DEFAULT_SETTLE_TIMEOUT_S,
+  deployContracts,
+} from "../chain/deploy.ts";
+import { parseSd59x18 } from "../reputation/eq2.ts";
 import { writeDeployment } from "../chain/deployment.ts";
 import { DEV_CHAIN_ID } from "../chain/dev-chain.ts";
 import { devAccount } from "../chain/dev-accounts.ts";
@@ -23,6 +29,14 @@ import {
   type SignerOptions,
 } from "./chain-context.ts";
 
+function parseDecimalOption(value: string, flag: string): bigint {
+  try {
+    return parseSd59x18(value);
+  } catch {
+    throw new UsageError(`${flag}: expected a decimal number such as 1.5, got "${value}"`);
+  }
+}
+
 const progress = (line: string): void => void process.stderr.write(`${line}\n`);
 
 interface DeployOptions extends SignerOptions {
@@ -30,6 +44,9 @@ interface DeployOptions extends SignerOptions {
   authority?: string;
   authTimeoutS: string;
   settleTimeoutS: string;
+  mu: string;
+  sigma: string;
+  bookkeeperPeriodS: string;
 }
 
 interface RegisterOptions extends SignerOptions {
@@ -51,7 +68,10 @@ export function registerChainCommands(program: Command): void {
         .requiredOption("--out <file>", "where to write the address book JSON")
         .option("--authority <address>", "identity authority (default: the deployer)")
         .option("--auth-timeout-s <s>", "seconds the pile has to authorize an opened session", String(DEFAULT_AUTH_TIMEOUT_S))
-        .option("--settle-timeout-s <s>", "seconds after authorization before anyone may expire a session", String(DEFAULT_SETTLE_TIMEOUT_S)),
+        .option("--settle-timeout-s <s>", "seconds after authorization before anyone may expire a session", String(DEFAULT_SETTLE_TIMEOUT_S))
+        .option("--mu <number>", "eq. 2's adjustment coefficient μ (> 1): larger moves reputations more slowly", "2")
+        .option("--sigma <number>", "eq. 2's damping width σ (> 0)", "1.5")
+        .option("--bookkeeper-period-s <s>", "length of a bookkeeper period T in seconds", String(DEFAULT_BOOKKEEPER_PERIOD_S)),
       { withConfig: false },
     ),
     0,
@@ -62,6 +82,12 @@ export function registerChainCommands(program: Command): void {
     const authTimeoutS = BigInt(parseUint(options.authTimeoutS, "--auth-timeout-s"));
     const settleTimeoutS = BigInt(parseUint(options.settleTimeoutS, "--settle-timeout-s"));
     if (authTimeoutS === 0n || settleTimeoutS === 0n) throw new UsageError("--auth-timeout-s and --settle-timeout-s must be > 0");
+    const mu = parseDecimalOption(options.mu, "--mu");
+    const sigma = parseDecimalOption(options.sigma, "--sigma");
+    if (mu <= 10n ** 18n) throw new UsageError(`--mu must be greater than 1, got ${options.mu}`);
+    if (sigma <= 0n) throw new UsageError(`--sigma must be greater than 0, got ${options.sigma}`);
+    const bookkeeperPeriodS = BigInt(parseUint(options.bookkeeperPeriodS, "--bookkeeper-period-s"));
+    if (bookkeeperPeriodS === 0n) throw new UsageError("--bookkeeper-period-s must be > 0");
     const provider = await chainProvider(options);
     try {
       const deployer = await resolveSigner(options, provider);
@@ -70,6 +96,9 @@ export function registerChainCommands(program: Command): void {
         ...(options.authority ? { authority: options.authority } : {}),
         authTimeoutS,
         settleTimeoutS,
+        mu,
+        sigma,
+        bookkeeperPeriodS,
         onProgress: progress,
       });
       writeDeployment(options.out, deployment);

@@ -755,7 +755,7 @@ contract ChargingLedgerTest is Test {
         ledger.setEvaluations(address(this));
         uint256 sessionId = _openAuthorized(ev, DEPOSIT_WEI);
         SessionTotalSigner.settle(ledger, SIGNER_KEY, _total(sessionId, 100, 0));
-        (uint256 evaluationNo, uint256 globalNo, uint256 chargingRecordNo, uint256 prevOfCp, uint256 prevOfEv, bytes32 cpId, address sessionEv) =
+        (uint256 evaluationNo, uint256 globalNo, uint256 chargingRecordNo, uint256 prevOfCp, uint256 prevOfEv, bytes32 cpId, address sessionEv, int256 credibility) =
             ledger.recordEvaluation(sessionId);
         assertEq(evaluationNo, 1, "evaluation no");
         assertEq(globalNo, 2, "global no follows the charging record");
@@ -764,6 +764,7 @@ contract ChargingLedgerTest is Test {
         assertEq(prevOfEv, 0, "prev of ev");
         assertEq(cpId, CP_ID, "cp");
         assertEq(sessionEv, ev, "ev");
+        assertEq(credibility, 1, "the EV's credibility after its clean session");
         (, uint256 cpLastEvaluation) = ledger.cpHead(CP_ID);
         assertEq(cpLastEvaluation, 1, "cp head evaluation");
     }
