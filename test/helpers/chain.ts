@@ -3,10 +3,11 @@ import { NonceManager, type HDNodeWallet, type JsonRpcProvider, type Provider } 
 import { connectProvider } from "../../agent/chain/provider.ts";
 import { devAccount } from "../../agent/chain/dev-accounts.ts";
 import { deployContracts, type DeployOptions } from "../../agent/chain/deploy.ts";
-import { connectLedger, connectRegistry, Role } from "../../agent/chain/contracts.ts";
+import { connectEvaluations, connectLedger, connectRegistry, Role } from "../../agent/chain/contracts.ts";
 import { attest, registerChargePoint, type ChargePointRegistration } from "../../agent/chain/operations.ts";
 import type { Deployment } from "../../agent/chain/deployment.ts";
 import type { ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
+import type { EvaluationsContract } from "../../contracts/artifacts/Evaluations.ts";
 import type { RegistryContract } from "../../contracts/artifacts/Registry.ts";
 
 /** The anvil of this vitest worker (see anvil-global-setup.ts). */
@@ -47,6 +48,7 @@ export interface LedgerFixture {
   accounts: HDNodeWallet[];
   registry: (as: HDNodeWallet) => RegistryContract;
   ledger: (as: HDNodeWallet) => ChargingLedgerContract;
+  evaluations: (as: HDNodeWallet) => EvaluationsContract;
   attestEv(ev: HDNodeWallet): Promise<void>;
   attestOwner(owner: HDNodeWallet): Promise<void>;
   registerCp(owner: HDNodeWallet, registration: Partial<ChargePointRegistration> & { chargePointId: string; signer: string }): Promise<void>;
@@ -64,6 +66,9 @@ export async function deployLedgerFixture(options: DeployOptions = {}): Promise<
   const farFuture = (await latestTimestamp(provider)) + 10n * 365n * 24n * 3600n;
   const registry = (as: HDNodeWallet): RegistryContract => connectRegistry(deployment.Registry, as);
   const ledger = (as: HDNodeWallet): ChargingLedgerContract => connectLedger(deployment.ChargingLedger, as);
+  const evaluationsAddress = deployment.Evaluations;
+  if (!evaluationsAddress) throw new Error("deployContracts wrote no Evaluations address");
+  const evaluations = (as: HDNodeWallet): EvaluationsContract => connectEvaluations(evaluationsAddress, as);
   return {
     provider,
     deployment,
@@ -71,6 +76,7 @@ export async function deployLedgerFixture(options: DeployOptions = {}): Promise<
     accounts,
     registry,
     ledger,
+    evaluations,
     attestEv: async (ev) => void (await attest(registry(authority), ev.address, Role.EV, farFuture)),
     attestOwner: async (owner) => void (await attest(registry(authority), owner.address, Role.Owner, farFuture)),
     registerCp: async (owner, registration) =>
