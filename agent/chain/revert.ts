@@ -1,11 +1,17 @@
 import { Interface, isCallException } from "ethers";
 import { ChargingLedgerAbi } from "../../contracts/artifacts/ChargingLedger.ts";
+import { EvaluationsAbi } from "../../contracts/artifacts/Evaluations.ts";
 import { RegistryAbi } from "../../contracts/artifacts/Registry.ts";
 
-const contractErrors = new Interface([
-  ...ChargingLedgerAbi.filter((item) => item.type === "error"),
-  ...RegistryAbi.filter((item) => item.type === "error"),
-]);
+// A call into one contract may revert with another's error (Evaluations.rate bubbles the ledger's), so the
+// errors of all of them are decoded together; ethers keeps the first of two identical signatures.
+const contractErrors = new Interface(
+  [...ChargingLedgerAbi, ...RegistryAbi, ...EvaluationsAbi].filter(
+    (item, index, all) =>
+      item.type === "error" &&
+      all.findIndex((other) => other.type === "error" && JSON.stringify(other) === JSON.stringify(item)) === index,
+  ),
+);
 
 /** The custom error a call reverted with, decoded against our contracts' ABIs; undefined if it is not one of ours. */
 export function decodeRevert(error: unknown): { name: string; args: unknown[] } | undefined {
