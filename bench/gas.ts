@@ -1,6 +1,7 @@
 /**
  * Gas used per ledger function for one full session: cold (first session of a new EV at a new charge point) and
- * warm (the tenth session of the same pair, after both parties withdrew every time), plus deployment gas.
+ * warm (the tenth session of the same pair, after both parties withdrew every time), plus deployment gas, and the EV's
+ * `rate` of each session: the first rating of the charge point and the tenth (warm: R_cp and the bookkeeper seat exist).
  * Gas is deterministic, so one run is the measurement.
  */
 import { NonceManager, type ContractTransactionReceipt } from "ethers";
@@ -8,7 +9,7 @@ import { startDevChain } from "../agent/chain/dev-chain.ts";
 import { devAccount } from "../agent/chain/dev-accounts.ts";
 import { connectProvider } from "../agent/chain/provider.ts";
 import { deployContracts } from "../agent/chain/deploy.ts";
-import { connectLedger, connectRegistry, Role } from "../agent/chain/contracts.ts";
+import { connectEvaluations, connectLedger, connectRegistry, Role } from "../agent/chain/contracts.ts";
 import {
   attest,
   authorizeSession,
@@ -48,6 +49,8 @@ try {
   const ledgerAsEv = connectLedger(deployment.ChargingLedger, ev);
   const ledgerAsPile = connectLedger(deployment.ChargingLedger, pile);
   const ledgerAsOwner = connectLedger(deployment.ChargingLedger, owner);
+  if (!deployment.Evaluations) throw new Error("deployContracts wrote no Evaluations address");
+  const evaluationsAsEv = connectEvaluations(deployment.Evaluations, ev);
   const domain = ledgerDomain(BigInt(deployment.chainId), deployment.ChargingLedger);
   const rows: { label: string; receipts: Record<string, ContractTransactionReceipt> }[] = [];
   let meterWh = 1_000_000n;
@@ -66,12 +69,13 @@ try {
       evBehaviour: 0,
     });
     meterWh += energyWh;
+    const rated = await mined("rate", () => evaluationsAsEv.rate(opened.sessionId, 3));
     const ownerWithdraw = await mined("owner withdraw", () => ledgerAsOwner.withdraw());
     const evWithdraw = await mined("EV withdraw", () => ledgerAsEv.withdraw());
     if (n === 1 || n === SESSIONS) {
       rows.push({
         label: n === 1 ? "cold (1st session)" : `warm (${SESSIONS}th session)`,
-        receipts: { open: opened.receipt, authorize: authorized, settle: settled, "withdraw owner": ownerWithdraw, "withdraw EV": evWithdraw },
+        receipts: { open: opened.receipt, authorize: authorized, settle: settled, "withdraw owner": ownerWithdraw, "withdraw EV": evWithdraw, rate: rated },
       });
     }
   }
@@ -83,6 +87,12 @@ try {
     const gas = columns.map((c) => row.receipts[c]?.gasUsed ?? 0n);
     const core = (gas[0] ?? 0n) + (gas[1] ?? 0n) + (gas[2] ?? 0n);
     console.log(`${row.label.padEnd(20)}${gas.map((g) => pad(g.toString(), 16)).join("")}${pad(core.toString(), 18)}`);
+  }
+  console.log("");
+  console.log(`${"rating".padEnd(20)}${pad("rate", 16)}`);
+  for (const [index, row] of rows.entries()) {
+    const label = index === 0 ? "cold (1st of the CP)" : `warm (${SESSIONS}th of the CP)`;
+    console.log(`${label.padEnd(20)}${pad((row.receipts["rate"]?.gasUsed ?? 0n).toString(), 16)}`);
   }
   console.log("");
   for (const [name, gas] of Object.entries(deployGas)) console.log(`deploy ${name.padEnd(16)}${pad(gas.toString(), 12)}`);

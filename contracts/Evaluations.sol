@@ -142,7 +142,10 @@ contract Evaluations {
     /**
      * @notice One step of eq. 2 for reputation R (SD59x18), score W, rater credibility R_v (an integer count) and
      * parameters μ, σ (SD59x18). Public so anyone can check the arithmetic the contract applies.
-     * @dev Operations in the order written, (1/μ)·Φ·w·(W − R/D), so a float64 twin can follow them one by one.
+     * @dev Operations in the order written, (1/μ)·Φ·w·(W − R/D), so a float64 twin can follow them one by one. The
+     * gap W − R/D is computed as (D·W − R)/D: one division, truncated towards zero, so |step| ≤ (w/μ)·|W − R/D| ≤
+     * |D·W − R| holds in wei too and the step never passes D·W. (Truncating R/D alone made the gap up to 1 wei too
+     * large towards D·W, and the step, multiplied by w/μ ≤ D, up to 2 wei past it: R could leave [0, 9e18].)
      */
     function reputationUpdate(int256 cpReputation, uint8 score, int256 raterCredibility, int256 mu, int256 sigma)
         public
@@ -153,10 +156,8 @@ contract Evaluations {
         if (score < MIN_SCORE || score > MAX_SCORE) revert InvalidScore(score);
         SD59x18 r = sd(cpReputation);
         SD59x18 weight = sd(_raterWeight(raterCredibility, mu));
-        SD59x18 expectation = r.div(sd(D));
-        SD59x18 step = sd(1e18).div(sd(mu)).mul(damping(cpReputation, sigma)).mul(weight).mul(
-            sd(int256(uint256(score)) * 1e18).sub(expectation)
-        );
+        SD59x18 gap = sd(int256(uint256(score)) * D).sub(r).div(sd(D));
+        SD59x18 step = sd(1e18).div(sd(mu)).mul(damping(cpReputation, sigma)).mul(weight).mul(gap);
         return r.add(step).unwrap();
     }
 

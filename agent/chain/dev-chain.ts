@@ -49,6 +49,10 @@ export async function startDevChain(options: DevChainOptions = {}): Promise<DevC
     "--accounts", String(options.accounts ?? 10),
     "--chain-id", String(options.chainId ?? DEV_CHAIN_ID),
     "--mnemonic", DEV_MNEMONIC,
+    // Keep the last 256 block states in memory and none on disk: by default anvil writes every older state to
+    // ~/.foundry/anvil/tmp, gigabytes for a long test run, never removed when the process is killed. 256 blocks
+    // is far deeper than any reorg or evm_revert the tests and the sim make.
+    "--prune-history", "256",
   ];
   if (options.blockTimeS !== undefined) args.push("--block-time", String(options.blockTimeS));
   const child: ChildProcess = spawn(anvilBinaryPath(), args, { stdio: ["ignore", "pipe", "pipe"] });

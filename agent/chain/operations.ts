@@ -4,10 +4,12 @@
  */
 import type { ContractTransactionReceipt, ContractTransactionResponse, Signer, TypedDataDomain } from "ethers";
 import type { ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
+import type { EvaluationsContract } from "../../contracts/artifacts/Evaluations.ts";
 import type { RegistryContract } from "../../contracts/artifacts/Registry.ts";
 import { RuntimeError } from "../errors.ts";
-import { CpKind, type CpKindName } from "./contracts.ts";
-import { describeRevert } from "./revert.ts";
+import { CpKind, SessionStatus, type CpKindName } from "./contracts.ts";
+import { costOf } from "./cost.ts";
+import { decodeRevert, describeRevert } from "./revert.ts";
 import { cpIdOf, signSessionTotal, type SessionTotal } from "./session-total.ts";
 
 export async function mined(
@@ -104,4 +106,118 @@ export async function signAndSettle(
       signature,
     ),
   );
+}
+
+// ================================================================ credibility gating (DESIGN §4.2)
+
+/** What the ledger will say to an EV's `openSession`, read before sending it. */
+export interface OpenGate {
+  /** R_v = Σ B_vi (eq. 1). */
+  credibility: bigint;
+  /** Unpaid debt in wei; while it is above 0, `canCharge` is false and `openSession` reverts `OutstandingDebt`. */
+  debtWei: bigint;
+  canCharge: boolean;
+  /** The least deposit `openSession` accepts: 2 × maxEnergyWh × price / 1000 (ceil) while R_v < 0, else 1 wei. */
+  requiredDepositWei: bigint;
+}
+
+/** The deposit an EV with R_v < 0 must bring: the cost of twice the energy it asks for (ChargingLedger.openSession). */
+export function doubledDepositOf(maxEnergyWh: bigint, priceWeiPerKWh: bigint): bigint {
+  return costOf(2n * maxEnergyWh, priceWeiPerKWh);
+}
+
+export async function openGate(
+  ledger: ChargingLedgerContract,
+  ev: string,
+  maxEnergyWh: number,
+  priceWeiPerKWh: bigint,
+): Promise<OpenGate> {
+  const [credibility, debtWei, canCharge] = await Promise.all([ledger.credibility(ev), ledger.debt(ev), ledger.canCharge(ev)]);
+  const requiredDepositWei = credibility < 0n ? doubledDepositOf(BigInt(maxEnergyWh), priceWeiPerKWh) : 1n;
+  return { credibility, debtWei, canCharge, requiredDepositWei };
+}
+
+// ================================================================ debts
+
+export interface DebtPayment {
+  paidWei: bigint;
+  remainingWei: bigint;
+  receipt: ContractTransactionReceipt;
+}
+
+/** Pays `amountWei` of the signer's debt (oldest first, to the owners it is owed to). */
+export async function payDebt(ledger: ChargingLedgerContract, ev: string, amountWei: bigint): Promise<DebtPayment> {
+  const receipt = await mined(`paying ${amountWei} wei of debt`, () => ledger.payDebt({ value: amountWei }));
+  return { paidWei: amountWei, remainingWei: await ledger.debt(ev, { blockTag: receipt.blockNumber }), receipt };
+}
+
+// ================================================================ evaluations (DESIGN §4.3)
+
+export interface Rating {
+  evaluationNo: bigint;
+  cpId: string;
+  chargingRecordNo: bigint;
+  score: number;
+  /** R_cp before and after, SD59x18 (1e18 = 1.0). */
+  reputationBefore: bigint;
+  reputationAfter: bigint;
+  receipt: ContractTransactionReceipt;
+}
+
+/**
+ * The session's EV rates its charge point (W in 1..3). A refusal becomes a RuntimeError whose message says in one
+ * sentence why (not settled, another EV's session, rated already), with the decoded contract error in parentheses.
+ */
+export async function rateSession(evaluations: EvaluationsContract, sessionId: bigint, score: number): Promise<Rating> {
+  let receipt: ContractTransactionReceipt;
+  try {
+    receipt = await mined(`rating session ${sessionId}`, () => evaluations.rate(sessionId, score));
+  } catch (error) {
+    const reason = explainRatingRefusal(sessionId, error);
+    if (reason) throw new RuntimeError(reason, { cause: error });
+    throw error;
+  }
+  for (const log of receipt.logs) {
+    if (log.address.toLowerCase() !== String(evaluations.target).toLowerCase()) continue;
+    const parsed = evaluations.interface.parseLog(log);
+    if (parsed?.name !== "Evaluated") continue;
+    return {
+      evaluationNo: parsed.args.getValue("evaluationNo") as bigint,
+      cpId: parsed.args.getValue("cpId") as string,
+      chargingRecordNo: parsed.args.getValue("chargingRecordNo") as bigint,
+      score: Number(parsed.args.getValue("score") as bigint),
+      reputationBefore: parsed.args.getValue("reputationBefore") as bigint,
+      reputationAfter: parsed.args.getValue("reputationAfter") as bigint,
+      receipt,
+    };
+  }
+  throw new RuntimeError(`rating session ${sessionId}: no Evaluated event in the receipt`);
+}
+
+const STATUS_NAMES = new Map<bigint, string>(
+  Object.entries(SessionStatus).map(([name, value]) => [value, name.toLowerCase()]),
+);
+
+/** One sentence for each way `Evaluations.rate` refuses, or undefined for anything else. */
+export function explainRatingRefusal(sessionId: bigint, error: unknown): string | undefined {
+  const decoded = decodeRevert(error) ?? decodeRevert((error as { cause?: unknown } | undefined)?.cause);
+  if (!decoded) return undefined;
+  const detail = `(${describeRevert((error as { cause?: unknown } | undefined)?.cause ?? error)})`;
+  const [, second, third] = decoded.args;
+  switch (decoded.name) {
+    case "InvalidScore":
+      return `session ${sessionId} cannot be rated ${String(decoded.args[0])}: a score is 1, 2 or 3 ${detail}`;
+    case "UnknownSession":
+      return `session ${sessionId} does not exist on this ledger ${detail}`;
+    case "WrongSessionStatus": {
+      const status = STATUS_NAMES.get(BigInt(second as bigint)) ?? String(second);
+      return `session ${sessionId} is ${status}, not settled: only a settled session can be rated ${detail}`;
+    }
+    case "NotSessionEv":
+      return `session ${sessionId} belongs to EV ${String(third)}, not to ${String(second)}: only the session's own EV may rate it ${detail}`;
+    case "AlreadyRated":
+      return `session ${sessionId} was already rated (evaluation ${String(second)}): each session is rated once ${detail}`;
+    default:
+      return undefined;
+  }
 }

@@ -2,11 +2,13 @@
  * `trustpile sim` (= `npm start`): the whole system on one machine. anvil with a block every second, the contracts
  * deployed, a pile registered with a fresh device key, hw-sim's meter served over Modbus TCP on loopback with the
  * relay, feedback contact and EV on the sim GPIO, the real agent (journal, interlock, chain watcher, tx sender),
- * and an EV wallet that plugs in and pays deposits. Each session is checked to the wei and to the Wh.
+ * and an EV wallet that plugs in and pays deposits. Each session is checked to the wei and to the Wh; then the EV
+ * rates the pile (paper §3.4) and the pile's reputation R_cp is shown moving by eq. 2, checked against the twin.
  */
 import { formatEther } from "ethers";
-import { connectLedger, SessionStatus } from "../chain/contracts.ts";
-import { openSession } from "../chain/operations.ts";
+import { connectEvaluations, connectLedger, SessionStatus } from "../chain/contracts.ts";
+import { openSession, rateSession } from "../chain/operations.ts";
+import { fromSd59x18, reputationUpdate, type Score } from "../reputation/eq2.ts";
 import { cpIdOf } from "../chain/session-total.ts";
 import type { Logger } from "../logging.ts";
 import type { CoreState, Phase } from "../core/types.ts";
@@ -27,6 +29,18 @@ const SCENARIOS: Scenario[] = [
   { name: "EV's own limit", depositCoversWh: 1_000, maxEnergyWh: 250 },
 ];
 
+/** The EV's rating of the pile after a settled session, and what eq. 2 made of it. */
+export interface SimRating {
+  score: Score;
+  evaluationNo: bigint;
+  /** The rater's credibility R_v when it rated (its weight, capped at μ·D). */
+  raterCredibility: bigint;
+  /** R_cp before and after, SD59x18 (1e18 = 1.0). */
+  reputationBefore: bigint;
+  reputationAfter: bigint;
+  txHash: string;
+}
+
 export interface SimSessionReport {
   sessionId: bigint;
   scenario: string;
@@ -39,6 +53,8 @@ export interface SimSessionReport {
   ownerCreditWei: bigint;
   evCreditWei: bigint;
   settleTxHash: string;
+  /** Undefined only when the rating failed (then `problems` says why). */
+  rating?: SimRating;
   ok: boolean;
   problems: string[];
 }
@@ -51,9 +67,38 @@ export interface SimOptions {
   signal?: AbortSignal;
   /** The agent's structured log; silent unless given. */
   log?: Logger;
+  /** Seed of the EV's ratings; the same seed gives the same scores. */
+  ratingSeed?: number;
 }
 
+export const DEFAULT_RATING_SEED = 2019;
 
+/**
+ * The simulated EV's ratings: a seeded xorshift32 stream mapped to a satisfied but not uncritical customer,
+ * W = 3 three times in four, else mostly 2 and now and then 1.
+ */
+export function ratingStream(seed: number): () => Score {
+  // Spread the seed's bits (one multiply-xor round) so neighbouring small seeds start far apart.
+  let state = Math.imul((seed ^ 0x9e3779b9) >>> 0, 0x85ebca6b) >>> 0;
+  state = (state ^ (state >>> 13)) >>> 0 || 0x9e3779b9;
+  const next = (): number => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state / 4_294_967_296;
+  };
+  return () => {
+    const u = next();
+    return u < 0.75 ? 3 : u < 0.95 ? 2 : 1;
+  };
+}
+
+/** R_cp (SD59x18) for the log: three decimals. */
+function reputationText(value: bigint): string {
+  return fromSd59x18(value).toFixed(3);
+}
 
 export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
   const progress = options.progress ?? (() => {});
@@ -79,6 +124,13 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
     progress("agent: running (relay forced open, journal replayed)");
 
     const ledgerAsEv = connectLedger(deployment.ChargingLedger, evWallet);
+    if (!deployment.Evaluations) throw new Error("the sim deployment has no Evaluations contract");
+    const evaluationsAsEv = connectEvaluations(deployment.Evaluations, evWallet);
+    const [mu, sigma] = await evaluationsAsEv.parameters();
+    const parameters = { mu: fromSd59x18(mu), sigma: fromSd59x18(sigma) };
+    const nextScore = ratingStream(options.ratingSeed ?? DEFAULT_RATING_SEED);
+    const cpId = cpIdOf(SIM_CHARGE_POINT_ID);
+    const reputationTrail: string[] = [reputationText(await evaluationsAsEv.reputation(cpId))];
     const reports: SimSessionReport[] = [];
     for (let n = 0; n < options.sessions; n++) {
       const scenario = SCENARIOS[n % SCENARIOS.length] as Scenario;
@@ -119,6 +171,37 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
       if (evCreditWei !== refundWei) problems.push(`EV refunded ${evCreditWei} wei, expected ${refundWei}`);
       if (BigInt(meterDeltaWh) !== energyWh) problems.push(`signed ${energyWh} Wh but the meter register moved ${meterDeltaWh} Wh`);
       if (costWei > depositWei) problems.push(`cost ${costWei} wei exceeds the deposit ${depositWei} wei (overshoot beyond the stop margin)`);
+      progress(
+        `session ${sessionId}: settled ${energyWh} Wh, cost ${costWei} wei, refund ${refundWei} wei, meter moved ${meterDeltaWh} Wh — ${problems.length === 0 ? "exact" : problems.join("; ")} (tx ${settledLog?.transactionHash ?? "?"})`,
+      );
+
+      // The EV rates the pile (paper §3.4): its credibility R_v weighs the score in eq. 2.
+      let rating: SimRating | undefined;
+      const score = nextScore();
+      try {
+        const raterCredibility = await ledger.credibility(evWallet.address);
+        const rated = await rateSession(evaluationsAsEv, sessionId, score);
+        rating = {
+          score,
+          evaluationNo: rated.evaluationNo,
+          raterCredibility,
+          reputationBefore: rated.reputationBefore,
+          reputationAfter: rated.reputationAfter,
+          txHash: rated.receipt.hash,
+        };
+        const twin = reputationUpdate(fromSd59x18(rated.reputationBefore), score, Number(raterCredibility), parameters);
+        if (Math.abs(twin - fromSd59x18(rated.reputationAfter)) > 1e-12) {
+          problems.push(`eq. 2 on chain gave R_cp ${fromSd59x18(rated.reputationAfter)}, its float64 twin ${twin}`);
+        }
+        reputationTrail.push(reputationText(rated.reputationAfter));
+        progress(
+          `session ${sessionId}: EV rated the pile ${score}/3 (evaluation ${rated.evaluationNo}, R_v = ${raterCredibility}); reputation R_cp ${reputationText(rated.reputationBefore)} → ${reputationText(rated.reputationAfter)} (tx ${rated.receipt.hash})`,
+        );
+      } catch (error) {
+        problems.push(`rating session ${sessionId} failed: ${error instanceof Error ? error.message : String(error)}`);
+        progress(`session ${sessionId}: rating ${score}/3 failed`);
+      }
+
       const report: SimSessionReport = {
         sessionId,
         scenario: scenario.name,
@@ -131,14 +214,13 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
         ownerCreditWei,
         evCreditWei,
         settleTxHash: settledLog?.transactionHash ?? "?",
+        ...(rating ? { rating } : {}),
         ok: problems.length === 0,
         problems,
       };
       reports.push(report);
-      progress(
-        `session ${sessionId}: settled ${energyWh} Wh, cost ${costWei} wei, refund ${refundWei} wei, meter moved ${meterDeltaWh} Wh — ${report.ok ? "exact" : problems.join("; ")} (tx ${report.settleTxHash})`,
-      );
     }
+    progress(`reputation of ${SIM_CHARGE_POINT_ID} after each rating (eq. 2, μ = ${parameters.mu}, σ = ${parameters.sigma}): ${reputationTrail.join(" → ")}`);
     return reports;
   } finally {
     await world.stop();

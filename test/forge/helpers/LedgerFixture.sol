@@ -72,3 +72,29 @@ library LedgerDeployment {
         ledger = new ChargingLedger(registry, AUTH_TIMEOUT_S, SETTLE_TIMEOUT_S);
     }
 }
+
+import {Evaluations} from "../../../contracts/Evaluations.sol";
+
+/**
+ * @dev Deploys Registry, ChargingLedger and Evaluations and wires Evaluations into the ledger, as `chain deploy` does,
+ * with the defaults of DESIGN §4.3 (μ = 2, σ = 1.5, one-day bookkeeper period) unless told otherwise.
+ */
+library EvaluationsDeployment {
+    int256 internal constant MU = 2e18;
+    int256 internal constant SIGMA = 1.5e18;
+    uint64 internal constant BOOKKEEPER_PERIOD_S = 1 days;
+
+    /// @dev The caller becomes the identity authority and the ledger's deployer (the only one that may wire it).
+    function deploy() internal returns (Registry registry, ChargingLedger ledger, Evaluations evaluations) {
+        return deploy(MU, SIGMA, BOOKKEEPER_PERIOD_S);
+    }
+
+    function deploy(int256 mu, int256 sigma, uint64 bookkeeperPeriodS)
+        internal
+        returns (Registry registry, ChargingLedger ledger, Evaluations evaluations)
+    {
+        (registry, ledger) = LedgerDeployment.deploy();
+        evaluations = new Evaluations(ledger, mu, sigma, bookkeeperPeriodS);
+        ledger.setEvaluations(address(evaluations));
+    }
+}
