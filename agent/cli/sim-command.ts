@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { formatEther } from "ethers";
 import { runSim, type SimSessionReport } from "../sim/run-sim.ts";
+import { fromSd59x18 } from "../reputation/eq2.ts";
 import { UsageError } from "../errors.ts";
 import { createLogger } from "../logging.ts";
 
@@ -52,7 +53,7 @@ export function registerSimCommand(program: Command): void {
 }
 
 function summaryTable(reports: SimSessionReport[]): string {
-  const header = ["session", "ended by", "Wh signed", "meter Wh", "deposit", "cost", "refund", "check"];
+  const header = ["session", "ended by", "Wh signed", "meter Wh", "deposit", "cost", "refund", "rating", "R_cp after", "check"];
   const rows = reports.map((r) => [
     r.sessionId.toString(),
     r.stopReason,
@@ -61,6 +62,8 @@ function summaryTable(reports: SimSessionReport[]): string {
     `${formatEther(r.depositWei)} ETH`,
     `${r.costWei} wei`,
     `${r.refundWei} wei`,
+    r.rating ? `${r.rating.score}/3` : "-",
+    r.rating ? fromSd59x18(r.rating.reputationAfter).toFixed(3) : "-",
     r.ok ? "exact" : r.problems.join("; "),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? "").length)));
