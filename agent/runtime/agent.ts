@@ -9,7 +9,7 @@
  * open first, and pending authorize/settle requests are re-issued).
  */
 import type { Provider, Signer } from "ethers";
-import type { Meter } from "../../drivers/meters/types.ts";
+import type { Meter, MeterSample } from "../../drivers/meters/types.ts";
 import { MeterFault } from "../../drivers/meters/types.ts";
 import type { DigitalIn, DigitalOut } from "../../drivers/gpio/types.ts";
 import { initialState, step } from "../core/step.ts";
@@ -50,6 +50,8 @@ export interface AgentOptions {
   txTickIntervalMs?: number;
   /** Called after every processed event with the new state and the commands it produced (telemetry, tests). */
   onStep?: (state: CoreState, event: CoreEvent, commands: CoreCommand[]) => void;
+  /** Called with every good meter sample, per-phase values included, before the core sees it (telemetry). */
+  onSample?: (sample: MeterSample) => void;
 }
 
 export interface RunningAgent {
@@ -244,6 +246,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       const startedAt = clock();
       try {
         const sample = await io.meter.read();
+        options.onSample?.(sample);
         await process({ type: "meterSample", atMs: sample.readAtMs, energyWh: sample.importEnergyWh, powerW: sample.powerW });
       } catch (error) {
         const kind = error instanceof MeterFault ? error.kind : "disconnected";
