@@ -1,11 +1,2 @@
-/** mulberry32: a tiny, well-mixed 32-bit PRNG, so a seed replays the exact same random walk. */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** Tests use the agent's seeded generator (agent/reputation/prng.ts), so a seed means the same thing everywhere. */
+export { mulberry32 } from "../../agent/reputation/prng.ts";
