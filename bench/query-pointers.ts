@@ -21,7 +21,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { setImmediate as yieldToIo } from "node:timers/promises";
-import { Interface, NonceManager, TypedDataEncoder, concat, keccak256, toBeHex, toTwos, zeroPadValue, fromTwos, getAddress, type EventFragment, type Result, type HDNodeWallet, type Provider } from "ethers";
+import { Interface, JsonRpcProvider, NonceManager, TypedDataEncoder, concat, keccak256, toBeHex, toTwos, zeroPadValue, fromTwos, getAddress, type EventFragment, type Result, type HDNodeWallet, type Provider } from "ethers";
 import { ChargingLedgerAbi } from "../contracts/artifacts/ChargingLedger.ts";
 import { EvaluationsAbi } from "../contracts/artifacts/Evaluations.ts";
 import { startDevChain } from "../agent/chain/dev-chain.ts";
@@ -31,7 +31,7 @@ import { deployContracts } from "../agent/chain/deploy.ts";
 import { connectEvaluations, connectLedger, connectRegistry, Role } from "../agent/chain/contracts.ts";
 import { attest, registerChargePoint } from "../agent/chain/operations.ts";
 import { SESSION_TOTAL_TYPEHASH, cpIdOf, ledgerDomain, sessionTotalDigest, type SessionTotal } from "../agent/chain/session-total.ts";
-import { connectWalkProvider, contractReader, cpHistory, type CpHistory, type HistoryReader } from "../agent/chain/history.ts";
+import { contractReader, cpHistory, type CpHistory, type HistoryReader } from "../agent/chain/history.ts";
 import { freePort } from "../agent/net.ts";
 
 const SIZES = (process.env.BENCH_QUERY_SIZES ?? "1000,10000,50000").split(",").map((size) => Number(size.trim()));
@@ -577,13 +577,15 @@ try {
   );
   progress(`target ${target.name} has ${TARGET_RECORDS} charging records, each rated`);
 
-  // (a) runs over the provider `trustpile query` itself uses; "stall" repeats it over ethers' default batching
-  // (connectProvider: a 10 ms stall before each batch), for reference.
-  const walkProvider = await connectWalkProvider(chain.rpcUrl);
+  // (a) runs over the provider `trustpile query` itself uses (connectProvider); "stall" repeats it over ethers'
+  // default batching (a 10 ms stall before each batch), for reference.
+  const network = await provider.getNetwork();
+  const stallProvider = new JsonRpcProvider(chain.rpcUrl, network, { staticNetwork: network, cacheTimeout: -1 });
+  const walkProvider = provider;
   const readerOf = (over: Provider): HistoryReader =>
     contractReader(connectLedger(deployment.ChargingLedger, over), connectEvaluations(evaluationsAddress, over));
   const reader = readerOf(walkProvider);
-  const stallReader = readerOf(provider);
+  const stallReader = readerOf(stallProvider);
   const addresses = { ledger: deployment.ChargingLedger, evaluations: evaluationsAddress };
   const fromBlock = deployment.deployedAtBlock ?? 0;
   const rows: Row[] = [];
@@ -615,7 +617,7 @@ try {
     const topicMs = await medianMs(REPS, () => scan(rpc, addresses, fromBlock, target.cpId, true));
     rows.push({ records: size, blocks, logs: filler.chargingRecords + filler.evaluations, pointerMs, stallMs, scanMs, topicMs });
   }
-  walkProvider.destroy();
+  stallProvider.destroy();
   provider.destroy();
 
   const line = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(17) : cell.padStart(14))).join("");

@@ -12,17 +12,15 @@
  * read faster than one round trip per record. The two lists, though, are independent, and so are the head, R_cp
  * and R_v: they are read concurrently, so a page costs 1 + max(charging records, evaluations) round trips instead
  * of 2 + both. Over HTTP, ethers' JsonRpcProvider coalesces the calls that are in flight together into one JSON-RPC
- * batch, so the two walks also share one HTTP request per step (connectWalkProvider drops ethers' batch stall, which
+ * batch, so the two walks also share one HTTP request per step (connectProvider sets no batch stall, which
  * would otherwise add 10 ms to every step). Nothing was added to the contracts for this: a
  * view that returns a whole list in one call would have to loop over an unbounded history inside one eth_call (and
  * hit the node's gas cap for a busy pile), while the pointer walk pages naturally with `limit` and `from`.
  *
  * The walk reads through a `HistoryReader`, so tests can count exactly which calls it makes.
  */
-import { JsonRpcProvider, type Provider } from "ethers";
 import type { ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
 import type { EvaluationsContract } from "../../contracts/artifacts/Evaluations.ts";
-import { connectProvider } from "./provider.ts";
 
 export interface ChargingRecord {
   recordNo: bigint;
@@ -73,19 +71,6 @@ export interface HistoryReader {
   };
   /** R_v = Σ B_vi (eq. 1), an integer. */
   credibility(ev: string): Promise<bigint>;
-}
-
-/**
- * A provider for walks: connectProvider's, but over HTTP without ethers' 10 ms batch stall. A walk is a chain of
- * dependent calls, so the stall would be paid at every step (20 records: 200 ms of waiting); with a stall of 0 the
- * calls issued in the same tick (the two walks' next steps, the head and R_cp) still leave as one JSON-RPC batch.
- */
-export async function connectWalkProvider(rpcUrl: string): Promise<Provider> {
-  const provider = await connectProvider(rpcUrl);
-  if (!(provider instanceof JsonRpcProvider)) return provider;
-  const network = await provider.getNetwork();
-  provider.destroy();
-  return new JsonRpcProvider(rpcUrl, network, { staticNetwork: network, cacheTimeout: -1, batchStallTime: 0 });
 }
 
 export function contractReader(ledger: ChargingLedgerContract, evaluations?: EvaluationsContract): HistoryReader {

@@ -6,6 +6,8 @@ import { RuntimeError, describeError } from "../errors.ts";
  * A provider that never guesses: the network is fixed from one eth_chainId call made here with a deadline, so an
  * unreachable node fails fast with a clear sentence instead of ethers retrying network detection forever, and
  * block numbers are never served from a cache (cacheTimeout -1) because confirmations are counted from them.
+ * Over HTTP the calls issued in one tick still leave as one JSON-RPC batch, but without ethers' default 10 ms
+ * wait before each batch: a pointer walk (Algorithm 1) is a chain of dependent calls and would pay it per step.
  */
 export async function connectProvider(rpcUrl: string, timeoutMs = 5_000): Promise<Provider> {
   const chainId = await fetchChainId(rpcUrl, timeoutMs);
@@ -13,7 +15,12 @@ export async function connectProvider(rpcUrl: string, timeoutMs = 5_000): Promis
   if (rpcUrl.startsWith("ws://") || rpcUrl.startsWith("wss://")) {
     return new WebSocketProvider(rpcUrl, network, { staticNetwork: network });
   }
-  return new JsonRpcProvider(rpcUrl, network, { staticNetwork: network, cacheTimeout: -1, pollingInterval: 250 });
+  return new JsonRpcProvider(rpcUrl, network, {
+    staticNetwork: network,
+    cacheTimeout: -1,
+    pollingInterval: 250,
+    batchStallTime: 0,
+  });
 }
 
 async function fetchChainId(rpcUrl: string, timeoutMs: number): Promise<bigint> {

@@ -5,9 +5,9 @@
  */
 import { formatEther, isAddress, type Provider } from "ethers";
 import type { Command } from "commander";
+import { connectProvider } from "../chain/provider.ts";
 import { connectEvaluations, connectLedger, connectRegistry } from "../chain/contracts.ts";
 import {
-  connectWalkProvider,
   contractReader,
   cpHistory,
   evHistory,
@@ -93,7 +93,7 @@ async function withContext<T>(options: QueryOptions, work: (context: QueryContex
   const from = cursorOf(options);
   const config = optionalConfig(options);
   const deployment = deploymentOf(options, config);
-  const provider = await connectWalkProvider(rpcUrlOf(options, config));
+  const provider = await connectProvider(rpcUrlOf(options, config));
   try {
     const ledger = connectLedger(deployment.ChargingLedger, provider);
     let evaluations: EvaluationsContract | undefined;
