@@ -8,6 +8,8 @@ import { readDeployment } from "../chain/deployment.ts";
 import { cpIdOf } from "../chain/session-total.ts";
 import { openJournal } from "../journal/journal.ts";
 import { startAgent } from "../runtime/agent.ts";
+import { startTelemetry } from "../telemetry/index.ts";
+import type { Telemetry } from "../telemetry/types.ts";
 import { coreConfigFrom } from "../runtime/core-config.ts";
 import { UsageError } from "../errors.ts";
 import { createMeter } from "../../drivers/meters/index.ts";
@@ -45,6 +47,17 @@ export function registerStartCommand(program: Command): void {
       const gpio = await openGpio(config.gpio, simGpio ? { sim: simGpio } : {});
       const journal = openJournal(join(config.dataDir, "journal.sqlite"));
 
+      // Before the agent: the telemetry sees the start-up steps too. It connects in the background and never holds
+      // the agent up: an unreachable broker only buffers (bounded) and is retried with backoff.
+      const telemetry: Telemetry | undefined = config.mqtt
+        ? startTelemetry({
+            mqtt: config.mqtt,
+            chargePointId: config.chargePointId,
+            log: log.child({ component: "telemetry" }),
+            device: { meterModel: meter.model },
+          })
+        : undefined;
+
       const agent = await startAgent({
         core: coreConfigFrom(config),
         pollIntervalMs: config.meter.pollIntervalMs,
@@ -52,6 +65,13 @@ export function registerStartCommand(program: Command): void {
         chain: { provider, wallet: device.connect(provider), deployment, cpId: cpIdOf(config.chargePointId) },
         journal,
         log,
+        ...(telemetry
+          ? { onStep: telemetry.onStep.bind(telemetry), onSample: telemetry.onSample.bind(telemetry) }
+          : {}),
+      }).catch(async (error: unknown) => {
+        // The MQTT connection would keep the process alive after a failed start.
+        await telemetry?.close(500).catch(() => undefined);
+        throw error;
       });
       log.info({ chargePointId: config.chargePointId, signer: device.address, ledger: deployment.ChargingLedger, hwSimControl: hwSim?.controlUrl }, "agent ready");
 
@@ -61,6 +81,8 @@ export function registerStartCommand(program: Command): void {
       });
       log.info({ signal }, "stopping: relay open, journal closed");
       await agent.stop();
+      // After the agent: its last steps (relay open, shutdown) are in the buffer; `offline` goes out, then the rest.
+      await telemetry?.close(2_000).catch((error: unknown) => log.warn({ err: error }, "telemetry close failed"));
       journal.close();
       await meter.close().catch(() => undefined);
       await gpio.close().catch(() => undefined);

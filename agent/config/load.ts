@@ -363,5 +363,6 @@ function resolvePaths(config: Config, baseDir: string): Config {
       keystore: resolve(baseDir, chain.keystore),
       ...(chain.passwordFile !== undefined && { passwordFile: resolve(baseDir, chain.passwordFile) }),
     },
+    ...(config.mqtt?.caFile !== undefined && { mqtt: { ...config.mqtt, caFile: resolve(baseDir, config.mqtt.caFile) } }),
   };
 }

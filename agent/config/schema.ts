@@ -136,6 +136,16 @@ const mqttSchema = z.strictObject({
     "topic levels without +, # or empty levels, e.g. trustpile",
   ).default("trustpile"),
   homeAssistant: expecting(z.boolean(), "true or false").default(true),
+  // TLS trust for mqtts:// and wss:// brokers with a private CA; the system CAs otherwise.
+  caFile: filePath("PEM file with the broker's CA certificate").optional(),
+  // Left unset they take the defaults in agent/telemetry/publisher.ts (MQTT_DEFAULTS): every poll, 1000 messages,
+  // `trustpile-<chargePointId>`. Optional rather than defaulted so a parsed config lists only what was written.
+  meterIntervalMs: expecting(z.number().int().min(0), "integer ms >= 0 (0 = every meter poll)").optional(),
+  bufferLimit: expecting(z.number().int().min(10), "integer message count >= 10").optional(),
+  clientId: expecting(
+    z.string().min(1).max(64).regex(/^[A-Za-z0-9\-_.:]+$/),
+    "1-64 characters of letters, digits and - _ . :",
+  ).optional(),
 });
 
 const sessionSchema = z.strictObject({

@@ -117,7 +117,7 @@ export type CoreEvent =
   | { type: "authorizeFailed"; atMs: number; sessionId: bigint; reason: string }
   | { type: "settleMined"; atMs: number; sessionId: bigint; txHash: string }
   | { type: "settleFailed"; atMs: number; sessionId: bigint; reason: string }
-  | { type: "sessionClosedOnChain"; atMs: number; sessionId: bigint; how: "cancelled" | "expired" | "settled" }
+  | { type: "sessionClosedOnChain"; atMs: number; sessionId: bigint; how: "cancelled" | "expired" | "settled"; txHash?: string }
   | { type: "remoteStop"; atMs: number; sessionId?: bigint }
   | { type: "clearFault"; atMs: number }
   | { type: "shutdown"; atMs: number };

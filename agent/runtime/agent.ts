@@ -202,7 +202,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       case "sessionAuthorized":
         return { type: "authorizeMined", atMs, sessionId: event.sessionId, txHash: event.txHash };
       case "sessionSettled":
-        return { type: "sessionClosedOnChain", atMs, sessionId: event.sessionId, how: "settled" };
+        return { type: "sessionClosedOnChain", atMs, sessionId: event.sessionId, how: "settled", txHash: event.txHash };
       case "sessionCancelled":
         return { type: "sessionClosedOnChain", atMs, sessionId: event.sessionId, how: "cancelled" };
       case "sessionExpired":
