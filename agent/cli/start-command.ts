@@ -9,6 +9,7 @@ import { cpIdOf } from "../chain/session-total.ts";
 import { openJournal } from "../journal/journal.ts";
 import { startAgent } from "../runtime/agent.ts";
 import { startTelemetry } from "../telemetry/index.ts";
+import { TRUSTPILE_VERSION } from "../version.ts";
 import type { Telemetry } from "../telemetry/types.ts";
 import { coreConfigFrom } from "../runtime/core-config.ts";
 import { UsageError } from "../errors.ts";
@@ -54,7 +55,7 @@ export function registerStartCommand(program: Command): void {
             mqtt: config.mqtt,
             chargePointId: config.chargePointId,
             log: log.child({ component: "telemetry" }),
-            device: { meterModel: meter.model },
+            device: { meterModel: meter.model, softwareVersion: TRUSTPILE_VERSION },
           })
         : undefined;
 
