@@ -9,6 +9,7 @@ import { registerQueryCommands } from "./query-commands.ts";
 import { registerSelftestCommand } from "./selftest-command.ts";
 import { registerSimCommand } from "./sim-command.ts";
 import { registerStartCommand } from "./start-command.ts";
+import { registerWatchCommand } from "./watch-command.ts";
 
 const program = new Command()
   .name("trustpile")
@@ -26,6 +27,7 @@ registerSelftestCommand(program);
 registerHwSimCommand(program);
 registerSimCommand(program);
 registerStartCommand(program);
+registerWatchCommand(program);
 
 function verbose(): boolean {
   return process.argv.includes("--verbose");

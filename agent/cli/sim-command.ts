@@ -8,6 +8,7 @@ import { createLogger } from "../logging.ts";
 interface SimCommandOptions {
   sessions: string;
   speedup: string;
+  mqttUrl?: string;
 }
 
 export function registerSimCommand(program: Command): void {
@@ -16,6 +17,7 @@ export function registerSimCommand(program: Command): void {
     .description("everything on this machine: anvil, contracts, hw-sim, the agent and an EV wallet running N sessions")
     .option("--sessions <n>", "sessions to run end to end", "3")
     .option("--speedup <x>", "how much faster the simulated EV and meter run than real time (1..6)", "5")
+    .option("--mqtt-url <url>", "publish the agent's telemetry to this broker instead of an embedded one on a free port")
     .action(async (options: SimCommandOptions) => {
       const sessions = Number(options.sessions);
       if (!Number.isInteger(sessions) || sessions < 1 || sessions > 100) {
@@ -27,16 +29,26 @@ export function registerSimCommand(program: Command): void {
       if (!Number.isFinite(speedup) || speedup < 1 || speedup > 6) {
         throw new UsageError(`--speedup: expected a number 1..6, got "${options.speedup}"`);
       }
+      if (options.mqttUrl !== undefined && !/^(mqtts?|wss?):\/\/[^/]+/.test(options.mqttUrl)) {
+        throw new UsageError(`--mqtt-url: expected an mqtt(s):// or ws(s):// URL, got "${options.mqttUrl}"`);
+      }
       const abort = new AbortController();
       const interrupt = (): void => {
-        process.stderr.write("trustpile: sim interrupted; stopping the agent, hw-sim and anvil\n");
+        process.stderr.write("trustpile: sim interrupted; stopping the agent, hw-sim, anvil and the telemetry broker\n");
         abort.abort();
       };
       process.once("SIGINT", interrupt);
       process.once("SIGTERM", interrupt);
       try {
         const log = createLogger({ destination: process.stderr, level: process.env.LOG_LEVEL ?? "silent" });
-        const reports = await runSim({ sessions, speedup, log, progress: (line) => process.stdout.write(`${line}\n`), signal: abort.signal });
+        const reports = await runSim({
+          sessions,
+          speedup,
+          log,
+          progress: (line) => process.stdout.write(`${line}\n`),
+          signal: abort.signal,
+          telemetry: options.mqttUrl !== undefined ? { mqttUrl: options.mqttUrl } : {},
+        });
         process.stdout.write(`\n${summaryTable(reports)}\n`);
         const failed = reports.filter((r) => !r.ok);
         if (failed.length > 0) {

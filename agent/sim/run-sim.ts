@@ -6,12 +6,18 @@
  * rates the pile (paper §3.4) and the pile's reputation R_cp is shown moving by eq. 2, checked against the twin.
  */
 import { formatEther } from "ethers";
+import { connect as mqttConnect, type MqttClient } from "mqtt";
 import { connectEvaluations, connectLedger, SessionStatus } from "../chain/contracts.ts";
 import { openSession, rateSession } from "../chain/operations.ts";
 import { fromSd59x18, reputationUpdate, type Score } from "../reputation/eq2.ts";
 import { cpIdOf } from "../chain/session-total.ts";
-import type { Logger } from "../logging.ts";
+import { silentLogger, type Logger } from "../logging.ts";
 import type { CoreState, Phase } from "../core/types.ts";
+import type { MeterSample } from "../../drivers/meters/types.ts";
+import { startEmbeddedBroker, type EmbeddedBroker } from "../telemetry/embedded-broker.ts";
+import { startTelemetry } from "../telemetry/index.ts";
+import type { Telemetry, TelemetryTopic } from "../telemetry/types.ts";
+import { describeConnectFailure, parseTopic } from "../telemetry/watch-view.ts";
 import {
   SIM_CHARGE_POINT_ID,
   SIM_POLL_INTERVAL_MS,
@@ -19,6 +25,7 @@ import {
   costOf,
   startSimWorld,
   waitUntil,
+  type SimWorld,
 } from "./world.ts";
 
 /** How each simulated session ends, cycled over the sessions. */
@@ -69,6 +76,119 @@ export interface SimOptions {
   log?: Logger;
   /** Seed of the EV's ratings; the same seed gives the same scores. */
   ratingSeed?: number;
+  /**
+   * Telemetry (DESIGN §5.3) of the in-process agent: published to this broker, else to an embedded one on a free
+   * loopback port that stays up for the whole run. `false` runs without telemetry.
+   */
+  telemetry?: false | { mqttUrl?: string };
+}
+
+export const SIM_TOPIC_PREFIX = "trustpile";
+const TELEMETRY_TOPICS: readonly TelemetryTopic[] = ["status", "state", "meter", "session", "event"];
+/** How long a settled session's `session` messages may take to reach the sim's own subscriber. */
+const SESSION_MESSAGE_WAIT_MS = 5_000;
+
+/**
+ * The sim's telemetry: a broker (embedded unless a URL is given), the agent's publisher, and a subscriber of the
+ * sim's own that counts what actually arrived, per topic and per session.
+ */
+interface SimTelemetry {
+  url: string;
+  telemetry: Telemetry;
+  received: Record<TelemetryTopic, number>;
+  sessionMessages: Map<string, number>;
+  summary(): string[];
+  close(): Promise<void>;
+}
+
+function connectSubscriber(url: string): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqttConnect(url, {
+      protocolVersion: 4,
+      clientId: `trustpile-sim-subscriber-${process.pid}`,
+      clean: true,
+      connectTimeout: 5_000,
+      reconnectPeriod: 0,
+    });
+    const fail = (error: unknown): void => {
+      client.end(true);
+      reject(new Error(describeConnectFailure(url, error)));
+    };
+    client.once("error", fail);
+    client.once("connect", () => {
+      client.off("error", fail);
+      // From now on ride out broker hiccups: the counts simply stop growing while it is away.
+      client.on("error", () => undefined);
+      client.options.reconnectPeriod = 1_000;
+      resolve(client);
+    });
+  });
+}
+
+async function startSimTelemetry(mqttUrl: string | undefined, log: Logger): Promise<SimTelemetry> {
+  const cleanups: (() => Promise<void>)[] = [];
+  const close = async (): Promise<void> => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  };
+  try {
+    let broker: EmbeddedBroker | undefined;
+    if (mqttUrl === undefined) {
+      broker = await startEmbeddedBroker();
+      const started = broker;
+      cleanups.push(() => started.stop());
+    }
+    const url = mqttUrl ?? (broker as EmbeddedBroker).url;
+
+    const received = Object.fromEntries(TELEMETRY_TOPICS.map((topic) => [topic, 0])) as Record<TelemetryTopic, number>;
+    const sessionMessages = new Map<string, number>();
+    const subscriber = await connectSubscriber(url);
+    cleanups.push(() => new Promise<void>((resolve) => subscriber.end(false, {}, () => resolve())));
+    subscriber.on("message", (topic, payload, packet) => {
+      // Retained messages from before this run (an external broker) are not this run's telemetry.
+      if (packet.retain) return;
+      const parsed = parseTopic(SIM_TOPIC_PREFIX, topic);
+      if (!parsed || parsed.chargePointId !== SIM_CHARGE_POINT_ID) return;
+      received[parsed.topic] += 1;
+      if (parsed.topic !== "session") return;
+      try {
+        const body: unknown = JSON.parse(payload.toString("utf8"));
+        const id = (body as { sessionId?: unknown } | null)?.sessionId;
+        if (typeof id === "string") sessionMessages.set(id, (sessionMessages.get(id) ?? 0) + 1);
+      } catch {
+        // A malformed session message counts for the topic but for no session.
+      }
+    });
+    await subscriber.subscribeAsync(TELEMETRY_TOPICS.map((topic) => `${SIM_TOPIC_PREFIX}/${SIM_CHARGE_POINT_ID}/${topic}`), { qos: 1 });
+
+    const telemetry = startTelemetry({
+      mqtt: { url, topicPrefix: SIM_TOPIC_PREFIX, homeAssistant: true, meterIntervalMs: 0, bufferLimit: 1000 },
+      chargePointId: SIM_CHARGE_POINT_ID,
+      log,
+    });
+    // Before the subscriber and the broker, so `offline` still gets out.
+    cleanups.push(() => telemetry.close(3_000));
+
+    return {
+      url,
+      telemetry,
+      received,
+      sessionMessages,
+      summary: () => {
+        const stats = telemetry.stats();
+        const dropped = Object.entries(stats.dropped)
+          .filter((entry): entry is [string, number] => typeof entry[1] === "number" && entry[1] > 0)
+          .map(([kind, n]) => `${kind} ${n}`);
+        return [
+          `telemetry: the agent published ${stats.published} message(s) to ${url} (${stats.connected ? "connected" : "NOT connected"}), ${stats.buffered} still buffered, at most ${stats.maxBuffered} of ${stats.bufferLimit}, dropped ${dropped.length === 0 ? "none" : dropped.join(", ")}`,
+          `telemetry: the sim's subscriber received ${TELEMETRY_TOPICS.map((topic) => `${topic} ${received[topic]}`).join(", ")}`,
+        ];
+      },
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
 }
 
 export const DEFAULT_RATING_SEED = 2019;
@@ -105,18 +225,29 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
   const speedup = options.speedup ?? 5;
   let lastPhase: Phase = "idle";
   const stopReasons = new Map<string, string>();
-  const world = await startSimWorld({
-    speedup,
-    ...(options.log ? { log: options.log } : {}),
-    onStep: (state: CoreState) => {
-      if (state.phase === lastPhase) return;
-      lastPhase = state.phase;
-      if (state.session?.stopReason) stopReasons.set(state.session.sessionId.toString(), state.session.stopReason);
-      progress(`  agent: ${describePhase(state)}`);
-    },
-  });
+  const log = options.log ?? silentLogger();
+  let simTelemetry: SimTelemetry | undefined;
+  let world: SimWorld | undefined;
   try {
+    if (options.telemetry !== false) {
+      simTelemetry = await startSimTelemetry(options.telemetry?.mqttUrl, log.child({ component: "telemetry" }));
+      progress(`telemetry: ${simTelemetry.url} — watch with: npx trustpile watch --url ${simTelemetry.url}`);
+    }
+    const sink = simTelemetry?.telemetry;
+    world = await startSimWorld({
+      speedup,
+      log,
+      onStep: (state, event, commands) => {
+        sink?.onStep(state, event, commands);
+        if (state.phase === lastPhase) return;
+        lastPhase = state.phase;
+        if (state.session?.stopReason) stopReasons.set(state.session.sessionId.toString(), state.session.stopReason);
+        progress(`  agent: ${describePhase(state)}`);
+      },
+      ...(sink ? { onSample: (sample: MeterSample) => sink.onSample(sample) } : {}),
+    });
     const { chain, deployment, device, hwSim, evWallet, owner, ledger, agent } = world;
+    const registerWh = world.registerWh;
     progress(`chain: anvil at ${chain.rpcUrl} (pid ${chain.pid}), a block every second`);
     progress(`contracts: Registry ${deployment.Registry}, ChargingLedger ${deployment.ChargingLedger}`);
     progress(`pile: ${SIM_CHARGE_POINT_ID} registered, signer ${device.address}, ${formatEther(SIM_PRICE_WEI_PER_KWH)} ether/kWh`);
@@ -135,7 +266,7 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
     for (let n = 0; n < options.sessions; n++) {
       const scenario = SCENARIOS[n % SCENARIOS.length] as Scenario;
       const depositWei = (BigInt(scenario.depositCoversWh) * SIM_PRICE_WEI_PER_KWH) / 1000n;
-      const meterBeforeWh = world.registerWh();
+      const meterBeforeWh = registerWh();
       const ownerBefore = await ledger.withdrawable(owner.address);
       const evBefore = await ledger.withdrawable(evWallet.address);
 
@@ -146,9 +277,9 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
 
       if (scenario.pauseAndUnplugAtWh !== undefined) {
         const target = scenario.pauseAndUnplugAtWh;
-        await waitUntil(`${target} Wh delivered`, () => world.registerWh() - meterBeforeWh >= target, 120_000, options.signal);
+        await waitUntil(`${target} Wh delivered`, () => registerWh() - meterBeforeWh >= target, 120_000, options.signal);
         hwSim.board.ev.pause();
-        progress(`  ev: paused after ${world.registerWh() - meterBeforeWh} Wh, unplugging`);
+        progress(`  ev: paused after ${registerWh() - meterBeforeWh} Wh, unplugging`);
         await new Promise((resolve) => setTimeout(resolve, 4 * SIM_POLL_INTERVAL_MS));
         hwSim.board.ev.unplug();
       }
@@ -165,12 +296,22 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
       const refundWei = costWei < depositWei ? depositWei - costWei : 0n;
       const ownerCreditWei = (await ledger.withdrawable(owner.address)) - ownerBefore;
       const evCreditWei = (await ledger.withdrawable(evWallet.address)) - evBefore;
-      const meterDeltaWh = world.registerWh() - meterBeforeWh;
+      const meterDeltaWh = registerWh() - meterBeforeWh;
       const problems: string[] = [];
       if (ownerCreditWei !== (costWei < depositWei ? costWei : depositWei)) problems.push(`owner credited ${ownerCreditWei} wei, expected ${costWei}`);
       if (evCreditWei !== refundWei) problems.push(`EV refunded ${evCreditWei} wei, expected ${refundWei}`);
       if (BigInt(meterDeltaWh) !== energyWh) problems.push(`signed ${energyWh} Wh but the meter register moved ${meterDeltaWh} Wh`);
       if (costWei > depositWei) problems.push(`cost ${costWei} wei exceeds the deposit ${depositWei} wei (overshoot beyond the stop margin)`);
+      if (simTelemetry) {
+        const counts = simTelemetry.sessionMessages;
+        const key = sessionId.toString();
+        await waitUntil(`telemetry of session ${sessionId}`, () => (counts.get(key) ?? 0) > 0, SESSION_MESSAGE_WAIT_MS, options.signal).catch(
+          (error: unknown) => {
+            if (options.signal?.aborted) throw error;
+          },
+        );
+        if ((counts.get(key) ?? 0) === 0) problems.push(`no telemetry session message arrived for session ${sessionId} on ${simTelemetry.url}`);
+      }
       progress(
         `session ${sessionId}: settled ${energyWh} Wh, cost ${costWei} wei, refund ${refundWei} wei, meter moved ${meterDeltaWh} Wh — ${problems.length === 0 ? "exact" : problems.join("; ")} (tx ${settledLog?.transactionHash ?? "?"})`,
       );
@@ -221,9 +362,17 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
       reports.push(report);
     }
     progress(`reputation of ${SIM_CHARGE_POINT_ID} after each rating (eq. 2, μ = ${parameters.mu}, σ = ${parameters.sigma}): ${reputationTrail.join(" → ")}`);
+    if (simTelemetry) {
+      const { telemetry } = simTelemetry;
+      // Let the last messages reach the broker before counting.
+      await waitUntil("telemetry to flush", () => telemetry.stats().buffered === 0, 3_000, options.signal).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      for (const line of simTelemetry.summary()) progress(line);
+    }
     return reports;
   } finally {
-    await world.stop();
+    await world?.stop();
+    await simTelemetry?.close();
   }
 }
 

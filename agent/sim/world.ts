@@ -29,7 +29,7 @@ import { createModbusMeter } from "../../drivers/meters/modbus-meter.ts";
 import { meterModel } from "../../drivers/meters/models/index.ts";
 import { openGpio, type GpioLines } from "../../drivers/gpio/index.ts";
 import { createSimGpio } from "../../drivers/gpio/sim.ts";
-import type { Meter } from "../../drivers/meters/types.ts";
+import type { Meter, MeterSample } from "../../drivers/meters/types.ts";
 import { startHwSim, type HwSim } from "../../hw-sim/index.ts";
 import { acceleratedClock } from "../../hw-sim/clock.ts";
 
@@ -46,6 +46,8 @@ export interface SimWorldOptions {
   staleAfterMs?: number;
   log?: Logger;
   onStep?: (state: CoreState, event: CoreEvent, commands: CoreCommand[]) => void;
+  /** Every good meter sample the agent reads (telemetry). */
+  onSample?: (sample: MeterSample) => void;
 }
 
 export interface SimWorld {
@@ -146,6 +148,7 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
       log: options.log ?? silentLogger(),
       chainPollIntervalMs: 250,
       ...(options.onStep ? { onStep: options.onStep } : {}),
+      ...(options.onSample ? { onSample: options.onSample } : {}),
     });
     cleanups.push(() => agent.stop());
     return {
