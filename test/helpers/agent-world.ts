@@ -35,6 +35,7 @@ import { startHwSim, type HwSim } from "../../hw-sim/index.ts";
 import { acceleratedClock } from "../../hw-sim/clock.ts";
 import { costOf as ledgerCostOf } from "../../agent/chain/cost.ts";
 import type { AgentProcessConfig } from "../fixtures/agent-process.ts";
+import type { MqttConfig, TelemetryStats } from "../../agent/telemetry/types.ts";
 import { PRICE_WEI_PER_KWH, deployLedgerFixture, rpc, testChainUrl, type LedgerFixture } from "./chain.ts";
 import { REPO_ROOT } from "./cli.ts";
 import { createFakeSysfs, type FakeSysfs } from "./fake-sysfs.ts";
@@ -271,6 +272,10 @@ export interface AgentLine {
   settle?: { sessionId: string; meterStartWh: number; meterStopWh: number; startedAtS: number; stoppedAtS: number; evBehaviour: number };
   ready?: boolean;
   pid?: number;
+  /** Telemetry stats after a clean stop (SIGTERM) of an agent started with `mqtt`. */
+  telemetry?: TelemetryStats;
+  /** A notify command of the core (agents started with `mqtt` only): what the `event` topic should carry. */
+  notify?: { kind: "session" | "fault" | "warning"; message: string; sessionId: string | null };
 }
 
 export interface AgentProcess {
@@ -392,8 +397,11 @@ export interface AgentWorld {
   registerWh(): number;
   /** Registers a pile with a fresh device key (funded by the owner) and its own journal. */
   registerPile(chargePointId: string, core?: Partial<CoreConfig>): Promise<Pile>;
-  /** Starts the agent process of `pile` (on its journal); `rpcUrl` defaults to this worker's anvil. */
-  startAgent(pile: Pile, options?: { rpcUrl?: string; chainPollIntervalMs?: number }): AgentProcess;
+  /**
+   * Starts the agent process of `pile` (on its journal); `rpcUrl` defaults to this worker's anvil. With `mqtt` the
+   * process also publishes telemetry (as the `mqtt` config section; the pile's chargePointId names the topics).
+   */
+  startAgent(pile: Pile, options?: { rpcUrl?: string; chainPollIntervalMs?: number; mqtt?: MqttConfig }): AgentProcess;
   /** Opens a deposit as the EV and returns its session id. */
   openDeposit(pile: Pile, coversWh: number, maxEnergyWh?: number): Promise<{ sessionId: bigint; depositWei: bigint }>;
   /** 1 block per second from now on (confirmations take real time, a mined tx waits for its block). */
@@ -476,6 +484,7 @@ export async function startAgentWorld(): Promise<AgentWorld> {
           chainPollIntervalMs: options.chainPollIntervalMs ?? 250,
           txTickIntervalMs: 250,
           logLevel: process.env.AGENT_LOG_LEVEL ?? "info",
+          ...(options.mqtt ? { mqtt: { config: options.mqtt, chargePointId: pile.chargePointId } } : {}),
         });
         agents.push(agent);
         return agent;
