@@ -267,11 +267,7 @@ class Stepper {
         if (this.isCurrent(event.sessionId) && !state.session?.authorizeMined) this.abandon(`authorize failed: ${event.reason}`);
         return;
       case "settleMined":
-        if (this.isCurrent(event.sessionId) && state.phase === "settling") {
-          if (state.session) state.session.settleTxHash = event.txHash;
-          this.notify("session", `session ${event.sessionId}: settled (tx ${event.txHash})`, event.sessionId);
-          this.closeSession();
-        }
+        if (this.isCurrent(event.sessionId) && state.phase === "settling") this.settled(event.sessionId, event.txHash);
         return;
       case "settleFailed":
         if (this.isCurrent(event.sessionId) && state.phase === "settling") {
@@ -285,8 +281,9 @@ class Stepper {
           this.finish(event.sessionId);
           return;
         }
+        // The ledger's SessionSettled log often arrives before our own receipt: the same outcome, the same record.
         if (event.how === "settled" && state.phase === "settling") {
-          this.closeSession();
+          this.settled(event.sessionId, event.txHash);
           return;
         }
         // Closed on chain while this pile still thinks it is open: a journal lost or started afresh replays old
@@ -313,6 +310,12 @@ class Stepper {
         state.shuttingDown = true;
         return;
     }
+  }
+
+  settled(sessionId: bigint, txHash: string | undefined): void {
+    if (this.state.session && txHash !== undefined) this.state.session.settleTxHash = txHash;
+    this.notify("session", `session ${sessionId}: settled${txHash === undefined ? "" : ` (tx ${txHash})`}`, sessionId);
+    this.closeSession();
   }
 
   checkFeedback(): void {

@@ -175,6 +175,21 @@ describe("session core: stopping and the signed total", () => {
     expect(run.state.session).toBeUndefined();
   });
 
+  it("closes a settling session the same way whether our receipt or the ledger's SessionSettled log comes first", () => {
+    const viaLog = new Run();
+    viaLog.energize();
+    viaLog.send({ type: "remoteStop" });
+    viaLog.send({ type: "relayFeedback", closed: false });
+    viaLog.at(viaLog.t + 1_000).sample(100_050, 0);
+    expect(viaLog.state.phase).toBe("settling");
+    const commands = viaLog.send({ type: "sessionClosedOnChain", sessionId: 1n, how: "settled", txHash: "0x5e77" });
+    expect(commands).toContainEqual({ type: "notify", kind: "session", message: "session 1: settled (tx 0x5e77)", sessionId: 1n });
+    expect(viaLog.state.phase).toBe("idle");
+    expect(viaLog.state.finishedSessionIds).toContain("1");
+    // Our own receipt arriving afterwards changes nothing.
+    expect(viaLog.send({ type: "settleMined", sessionId: 1n, txHash: "0x5e77" })).toEqual([]);
+  });
+
   it("stops at the EV's own maxEnergyWh when it is below what the deposit covers", () => {
     const run = new Run();
     run.send({ type: "startup" });
