@@ -360,6 +360,7 @@ class Stepper {
             session.meterStartWh ??= state.meter.lastEnergyWh;
             session.startedAtMs ??= state.nowMs;
             session.meterLastWh ??= session.meterStartWh;
+            session.energizedAtMs = state.nowMs;
             this.setPhase("energized");
           }
           break;
@@ -367,7 +368,11 @@ class Stepper {
         case "suspended": {
           const reason = this.stopReasonWhileDelivering(session);
           if (reason) this.stop(reason);
-          else this.setPhase((state.meter.lastPowerW ?? 0) < IDLE_POWER_W ? "suspended" : "energized");
+          // Whether the EV draws can only be told from a reading taken after the contacts closed; the one that
+          // let them close was taken with them open (0 W), and would flag every start as a pause.
+          else if ((state.meter.lastSampleAtMs ?? 0) > (session.energizedAtMs ?? 0)) {
+            this.setPhase((state.meter.lastPowerW ?? 0) < IDLE_POWER_W ? "suspended" : "energized");
+          }
           break;
         }
         case "stopping":

@@ -44,6 +44,8 @@ export interface Session extends SessionTerms {
   /** Meter register when the relay first closed, and when the session began delivering. */
   meterStartWh?: number;
   startedAtMs?: number;
+  /** When the relay last closed for this session; readings before it cannot tell whether the EV draws. */
+  energizedAtMs?: number;
   /** Latest register reading during the session. */
   meterLastWh?: number;
   stopReason?: StopReason;

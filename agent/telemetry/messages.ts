@@ -96,13 +96,19 @@ export function statePayload(state: CoreState, atMs: number): StatePayload {
   };
 }
 
+function rounded(value: number, decimals: number): number {
+  const scale = 10 ** decimals;
+  return Math.round(value * scale) / scale;
+}
+
 export function meterPayload(sample: MeterSample): MeterPayload {
   return {
     ts: iso(sample.readAtMs),
     energyWh: sample.importEnergyWh,
-    powerW: sample.powerW,
-    ...(sample.frequencyHz === undefined ? {} : { frequencyHz: sample.frequencyHz }),
-    phases: sample.phases.map((p) => ({ voltageV: p.voltageV, currentA: p.currentA, powerW: p.powerW })),
+    powerW: rounded(sample.powerW, 1),
+    ...(sample.frequencyHz === undefined ? {} : { frequencyHz: rounded(sample.frequencyHz, 2) }),
+    // Meters send float32: widened to double they print as 229.8000030517578. Round to what they resolve.
+    phases: sample.phases.map((p) => ({ voltageV: rounded(p.voltageV, 1), currentA: rounded(p.currentA, 3), powerW: rounded(p.powerW, 1) })),
   };
 }
 

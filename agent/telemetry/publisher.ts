@@ -1,7 +1,8 @@
 /**
- * The MQTT side of the telemetry (DESIGN §3, §5.3): the control loop's `onStep`/`onSample` only turn data into
- * messages and push them into a bounded buffer (./buffer.ts); publishing happens later, from `setImmediate`, and
- * never makes the caller wait on the network.
+ * The MQTT side of the telemetry (DESIGN §3, §5.3): the control loop's `onStep`/`onSample` only note what they
+ * were given; turning it into JSON messages for the bounded buffer (./buffer.ts) and publishing happen later, from
+ * `setImmediate`, so the caller neither waits on the network nor pays for serialization. Deferring is safe because
+ * the core never mutates a state it has returned (each step works on a clone) and samples are not reused.
  *
  * Delivery: QoS 1, in buffer order, at most `inflightWindow` unacknowledged at a time; a message leaves the buffer
  * only on its PUBACK. A lost connection puts every unacknowledged message back in line, so a broker outage loses
@@ -275,22 +276,40 @@ export function createTelemetry(options: TelemetryOptions, tuning: TelemetryTuni
     scheduleDrain();
   }
 
+  // What the control loop handed over, in order, not yet built into messages (the builder keeps state, so order
+  // matters). Bounded like the buffer: should the event loop ever fall that far behind, building happens inline.
+  const unbuilt: { what: string; build: () => readonly TelemetryMessage[] }[] = [];
+  let buildScheduled = false;
+
+  function buildPending(): void {
+    buildScheduled = false;
+    for (const item of unbuilt.splice(0)) {
+      try {
+        push(item.build());
+      } catch (error) {
+        log.warn({ err: error }, `telemetry: could not build the ${item.what}`);
+      }
+    }
+  }
+
+  function defer(what: string, build: () => readonly TelemetryMessage[]): void {
+    unbuilt.push({ what, build });
+    if (unbuilt.length >= limit) buildPending();
+    else if (!buildScheduled) {
+      buildScheduled = true;
+      setImmediate(buildPending);
+    }
+  }
+
   return {
     onStep(state, event, commands) {
-      try {
-        push(builder.fromStep(state, event, commands));
-      } catch (error) {
-        log.warn({ err: error }, "telemetry: could not build the messages for a step");
-      }
+      defer("messages for a step", () => builder.fromStep(state, event, commands));
     },
     onSample(sample) {
-      try {
-        push(builder.fromSample(sample));
-      } catch (error) {
-        log.warn({ err: error }, "telemetry: could not build the meter message");
-      }
+      defer("meter message", () => builder.fromSample(sample));
     },
     stats(): TelemetryStats {
+      buildPending();
       return {
         connected,
         buffered: buffer.size,
@@ -301,6 +320,7 @@ export function createTelemetry(options: TelemetryOptions, tuning: TelemetryTuni
       };
     },
     close(timeoutMs = 2_000): Promise<void> {
+      buildPending();
       closing ??= shutDown(timeoutMs);
       return closing;
     },

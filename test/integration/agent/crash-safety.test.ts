@@ -250,6 +250,8 @@ describe("agent process killed with SIGKILL and restarted on its journal", () =>
       expect(edges[0], "first relay edge after the restart").toBe(false);
       const resumed = await running.agent.waitForLine("energized again", isPhase(opened.sessionId, "energized"), 15_000);
       expect(resumed.meterStartWh, "the session keeps its start reading").toBe(meterStartWh);
+      // The agent reports "energized" in the step that commands the close; the file bridge shows it a poll later.
+      await waitUntil("the relay closed again", () => relayEdgesSince(startedAtMs).length >= 2, 5_000, 10);
       expect(relayEdgesSince(startedAtMs).slice(0, 2)).toEqual([false, true]);
 
       const energyWh = await expectSettledOnce(running, opened, { energized: true });

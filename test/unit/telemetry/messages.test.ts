@@ -78,10 +78,9 @@ describe("telemetry messages from core steps", () => {
     expect(ofTopic(run.messages, "session")).toEqual([
       { ...base, ts: iso(T0 + 2_000), phase: "depositPending", previousPhase: "idle", meterStartWh: null, energyWh: 0, stopReason: null, authorizeTxHash: null, settleTxHash: null },
       { ...base, ts: iso(T0 + 2_500), phase: "authorizing", previousPhase: "depositPending", meterStartWh: null, energyWh: 0, stopReason: null, authorizeTxHash: null, settleTxHash: null },
-      // authorized, energized and (no power drawn yet) suspended in one step: the meter was fresh when the
-      // authorize tx was mined.
-      { ...base, ts: iso(T0 + 3_500), phase: "suspended", previousPhase: "authorizing", meterStartWh: 5_000, energyWh: 0, stopReason: null, authorizeTxHash: AUTHORIZE_TX, settleTxHash: null },
-      { ...base, ts: iso(T0 + 4_000), phase: "energized", previousPhase: "suspended", meterStartWh: 5_000, energyWh: 50, stopReason: null, authorizeTxHash: AUTHORIZE_TX, settleTxHash: null },
+      // authorized and energized in one step: the meter was fresh when the authorize tx was mined. No "suspended"
+      // blip: the reading that let the contacts close was taken with them open.
+      { ...base, ts: iso(T0 + 3_500), phase: "energized", previousPhase: "authorizing", meterStartWh: 5_000, energyWh: 0, stopReason: null, authorizeTxHash: AUTHORIZE_TX, settleTxHash: null },
       { ...base, ts: iso(T0 + 5_000), phase: "stopping", previousPhase: "energized", meterStartWh: 5_000, energyWh: 80, stopReason: "budget", authorizeTxHash: AUTHORIZE_TX, settleTxHash: null },
       { ...base, ts: iso(T0 + 6_500), phase: "settling", previousPhase: "stopping", meterStartWh: 5_000, energyWh: 81, stopReason: "budget", authorizeTxHash: AUTHORIZE_TX, settleTxHash: null },
       { ...base, ts: iso(T0 + 8_000), phase: "idle", previousPhase: "settling", meterStartWh: 5_000, energyWh: 81, stopReason: "budget", authorizeTxHash: AUTHORIZE_TX, settleTxHash: SETTLE_TX },
