@@ -8,6 +8,7 @@ import { readDeployment } from "../chain/deployment.ts";
 import { cpIdOf } from "../chain/session-total.ts";
 import { openJournal } from "../journal/journal.ts";
 import { startAgent } from "../runtime/agent.ts";
+import { createServiceNotifications } from "../runtime/watchdog.ts";
 import { startTelemetry } from "../telemetry/index.ts";
 import { TRUSTPILE_VERSION } from "../version.ts";
 import type { Telemetry } from "../telemetry/types.ts";
@@ -45,7 +46,10 @@ export function registerStartCommand(program: Command): void {
         config.meter.driver === "sim" && hwSim
           ? createModbusMeter({ model: meterModel("sdm630"), transport: "tcp", host: "127.0.0.1", port: hwSim.meterTcpPort, unitId: 1, timeoutMs: config.meter.timeoutMs })
           : createMeter(config.meter);
-      const gpio = await openGpio(config.gpio, simGpio ? { sim: simGpio } : {});
+      const gpio = await openGpio(config.gpio, {
+        ...(simGpio ? { sim: simGpio } : {}),
+        ...(config.gpio.sysfsRoot !== undefined ? { sysfsRoot: config.gpio.sysfsRoot } : {}),
+      });
       const journal = openJournal(join(config.dataDir, "journal.sqlite"));
 
       // Before the agent: the telemetry sees the start-up steps too. It connects in the background and never holds
@@ -59,6 +63,9 @@ export function registerStartCommand(program: Command): void {
           })
         : undefined;
 
+      // Under systemd (Type=notify): READY=1 below, and WATCHDOG=1 only while the control loop keeps stepping.
+      const service = createServiceNotifications({ log: log.child({ component: "systemd" }) });
+
       const agent = await startAgent({
         core: coreConfigFrom(config),
         pollIntervalMs: config.meter.pollIntervalMs,
@@ -66,21 +73,25 @@ export function registerStartCommand(program: Command): void {
         chain: { provider, wallet: device.connect(provider), deployment, cpId: cpIdOf(config.chargePointId) },
         journal,
         log,
-        ...(telemetry
-          ? { onStep: telemetry.onStep.bind(telemetry), onSample: telemetry.onSample.bind(telemetry) }
-          : {}),
+        onStep: (state, event, commands) => {
+          service.stepped();
+          telemetry?.onStep(state, event, commands);
+        },
+        ...(telemetry ? { onSample: telemetry.onSample.bind(telemetry) } : {}),
       }).catch(async (error: unknown) => {
         // The MQTT connection would keep the process alive after a failed start.
         await telemetry?.close(500).catch(() => undefined);
         throw error;
       });
       log.info({ chargePointId: config.chargePointId, signer: device.address, ledger: deployment.ChargingLedger, hwSimControl: hwSim?.controlUrl }, "agent ready");
+      await service.ready(`charge point ${config.chargePointId} running`);
 
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once("SIGINT", () => resolve("SIGINT"));
         process.once("SIGTERM", () => resolve("SIGTERM"));
       });
       log.info({ signal }, "stopping: relay open, journal closed");
+      await service.stopping(`stopping on ${signal}: relay open, journal closed`);
       await agent.stop();
       // After the agent: its last steps (relay open, shutdown) are in the buffer; `offline` goes out, then the rest.
       await telemetry?.close(2_000).catch((error: unknown) => log.warn({ err: error }, "telemetry close failed"));

@@ -90,6 +90,13 @@ const gpioSchema = z
     feedback: gpioLine.optional(),
     evPresent: gpioLine.optional(),
     feedbackTimeoutMs: positiveMs().default(500),
+    // Where the sysfs GPIO class lives, for `driver: onoff`; absent means /sys/class/gpio (the drivers' default).
+    // Only a board with sysfs mounted elsewhere, or a test pointing the real CLI at a fake tree, sets it. Absolute,
+    // so it never depends on the directory the config file is in.
+    sysfsRoot: expecting(
+      z.string().regex(/^\/./),
+      "absolute path of the sysfs GPIO class directory (default /sys/class/gpio)",
+    ).optional(),
   })
   .superRefine((gpio, ctx) => {
     if (gpio.relay === undefined && gpio.driver !== "sim") {
