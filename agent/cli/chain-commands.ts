@@ -166,6 +166,7 @@ export function registerChainCommands(program: Command): void {
           `  signer:  ${device.address}`,
           `  price:   ${pricePerKWh} wei/kWh (${formatEther(pricePerKWh)} per kWh)`,
           `  tx:      ${receipt.hash}`,
+          `next: trustpile selftest --config ${options.config} --relay (with no EV plugged in)`,
           "",
         ].join("\n"),
       );

@@ -1,6 +1,9 @@
 import { createInterface } from "node:readline/promises";
 import { Writable } from "node:stream";
 import { Option, type Command } from "commander";
+import { formatEther, type Provider } from "ethers";
+import { loadConfig } from "../config/load.ts";
+import { connectProvider } from "../chain/provider.ts";
 import {
   createKeystore,
   deviceEncryptionKey,
@@ -10,11 +13,15 @@ import {
   type CreateKeystoreOptions,
 } from "../crypto/keystore.ts";
 import { publicKeyToBytes32 } from "../crypto/seal.ts";
-import { UsageError } from "../errors.ts";
+import { UsageError, describeError } from "../errors.ts";
 
 interface KeysOptions {
   keystore: string;
   passwordFile?: string;
+  /** `keys show`: the chain to read the balance from (else the config's chain.rpcUrl). */
+  rpc?: string;
+  /** `keys show`: an agent config giving chain.rpcUrl and, without --keystore, chain.keystore. */
+  config?: string;
   /**
    * For tests only (a hidden option): scrypt N for `keys new`. The default N costs seconds per keystore, which
    * integration tests cannot afford; a small N makes the keystore cheap to brute-force, so never use it on a pile.
@@ -99,7 +106,10 @@ export function registerKeysCommands(program: Command): void {
       process.stdout.write(
         `address: ${created.address}\n` +
           `encryptionPublicKey: ${publicKeyToBytes32(created.encryptionPublicKey)}\n` +
-          `keystore: ${options.keystore}\n`,
+          `keystore: ${options.keystore}\n` +
+          `next: send some gas money (e.g. ${SUGGESTED_FUNDING_ETHER} ether on your network) to ${created.address}, ` +
+          `then run: trustpile chain register --config CONFIG --price PRICE_PER_KWH ` +
+          `(CONFIG names this keystore as chain.keystore)\n`,
       );
       if (scryptOptions.scryptN !== undefined) {
         warn(`keystore written with scrypt N=${scryptOptions.scryptN} (--insecure-scrypt-n: for tests only)`);
@@ -108,19 +118,85 @@ export function registerKeysCommands(program: Command): void {
 
   keys
     .command("show")
-    .description("print the device key's address; with a password also check it and print the encryption public key")
-    .requiredOption("--keystore <file>", "keystore to read")
+    .description(
+      "print the device key's address; with a chain (--rpc or --config) also its balance, and warn when it cannot pay " +
+        "for the next session; with a password also check it and print the encryption public key",
+    )
+    .option("--keystore <file>", "keystore to read (default: the config's chain.keystore)")
     .option("--password-file <file>", "file whose first line is the password; verifies that the keystore decrypts")
-    .action(async (options: KeysOptions) => {
-      const address = readKeystoreAddress(options.keystore);
+    .option("--rpc <url>", "read the balance from this chain RPC URL (default: the config's chain.rpcUrl)")
+    .option("--config <file>", "agent config: chain.keystore and chain.rpcUrl")
+    .action(async (options: Partial<KeysOptions>) => {
+      const config = options.config === undefined ? undefined : loadConfig(options.config);
+      const keystore = options.keystore ?? config?.chain.keystore;
+      if (keystore === undefined) throw new UsageError("keys show: give --keystore FILE or --config FILE");
+      let address = readKeystoreAddress(keystore);
       if (options.passwordFile === undefined) {
         process.stdout.write(`address: ${address}\n`);
-        return;
+      } else {
+        const wallet = await loadKeystore(keystore, passwordFromFile(options.passwordFile));
+        address = wallet.address;
+        process.stdout.write(
+          `address: ${wallet.address}\n` +
+            `encryptionPublicKey: ${publicKeyToBytes32(deviceEncryptionKey(wallet).publicKey)}\n`,
+        );
       }
-      const wallet = await loadKeystore(options.keystore, passwordFromFile(options.passwordFile));
-      process.stdout.write(
-        `address: ${wallet.address}\n` +
-          `encryptionPublicKey: ${publicKeyToBytes32(deviceEncryptionKey(wallet).publicKey)}\n`,
-      );
+      const rpcUrl = options.rpc ?? config?.chain.rpcUrl;
+      if (rpcUrl !== undefined) await showBalance(rpcUrl, address);
     });
+}
+
+/**
+ * Gas the pile's device key spends per session: one authorize and one settle (bench/gas.ts, `npm run gas`). The
+ * settle figure is the cold one (the first settle of a pile writes fresh storage slots), the larger of the two
+ * measured, so the warning errs on the side of funding. If the contracts change, re-measure and update these.
+ */
+export const AUTHORIZE_GAS = 36_419n;
+export const SETTLE_GAS_COLD = 150_728n;
+export const SESSION_GAS = AUTHORIZE_GAS + SETTLE_GAS_COLD;
+
+/** What `keys new` suggests sending to a fresh device key: many sessions' worth at ordinary L2 gas prices. */
+const SUGGESTED_FUNDING_ETHER = "0.05";
+
+/**
+ * What the next session's authorize + settle cost at the current price. The agent offers maxFeePerGas (EIP-1559)
+ * or gasPrice (older chains), and a node accepts a transaction only if the balance covers gas × that offer, so the
+ * estimate uses the same figure.
+ */
+export async function sessionGasCostWei(provider: Provider): Promise<bigint> {
+  const fees = await provider.getFeeData();
+  const pricePerGas = fees.maxFeePerGas ?? fees.gasPrice ?? 0n;
+  return SESSION_GAS * pricePerGas;
+}
+
+/**
+ * Prints the device key's balance. An unreachable chain is not an error here: the address is what the owner
+ * came for (to fund it), so one warning line says why there is no balance and the command still succeeds.
+ */
+async function showBalance(rpcUrl: string, address: string): Promise<void> {
+  let provider: Provider;
+  try {
+    provider = await connectProvider(rpcUrl);
+  } catch (error) {
+    warn(`balance not checked: ${describeError(error)}`);
+    return;
+  }
+  try {
+    const [balance, needed, network] = await Promise.all([
+      provider.getBalance(address),
+      sessionGasCostWei(provider),
+      provider.getNetwork(),
+    ]);
+    process.stdout.write(`balance: ${formatEther(balance)} ether (${balance} wei) on chain ${network.chainId}\n`);
+    if (balance < needed) {
+      warn(
+        `balance ${formatEther(balance)} ether cannot pay for the next session's authorize + settle ` +
+          `(about ${formatEther(needed)} ether at the current gas price); fund ${address}`,
+      );
+    }
+  } catch (error) {
+    warn(`balance not checked: chain RPC ${rpcUrl} failed: ${describeError(error)}`);
+  } finally {
+    provider.destroy();
+  }
 }

@@ -40,8 +40,29 @@ export function registerSelftestCommand(program: Command): void {
       process.stdout.write(`${renderTable(results)}\n`);
       const failed = results.filter((r) => r.status === "fail").length;
       process.stdout.write(allPassed(results) ? "selftest passed\n" : `selftest FAILED: ${failed} check(s) failed\n`);
+      process.stdout.write(`${nextStep(results, options.config)}\n`);
       if (!allPassed(results)) process.exitCode = 1;
     });
+}
+
+/**
+ * The owner's next step (issue 10: keys new → fund → chain register → selftest --relay → systemctl enable). On a
+ * failure, the first failing row in table order: the meter and relay come first because a pile that cannot measure
+ * or switch must not charge, whatever the network says.
+ */
+export function nextStep(results: CheckResult[], configPath: string): string {
+  const firstFailure = results.find((r) => r.status === "fail");
+  if (firstFailure) {
+    return `next: fix the ${firstFailure.name} check first (${firstFailure.detail}), then run selftest again`;
+  }
+  const relay = results.find((r) => r.name === "relay");
+  if (relay?.status === "skip") {
+    return (
+      `next: trustpile selftest --config ${configPath} --relay (with no EV plugged in) to check the contactor, ` +
+      "then: sudo systemctl enable --now trustpile"
+    );
+  }
+  return "next: sudo systemctl enable --now trustpile";
 }
 
 function describeMeter(meter: Config["meter"]): string {

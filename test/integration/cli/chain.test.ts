@@ -61,6 +61,7 @@ describe("trustpile chain / ev / query on a real anvil", () => {
     // On a dev chain the pile's device key gets gas money from the owner, so it can authorize and settle.
     expect(registered.stderr).toContain("dev chain: funding the pile signer");
     expect(registered.stdout).toContain(cpIdOf("cp-cli-1"));
+    expect(registered.stdout).toContain("next: trustpile selftest --config config.yaml --relay (with no EV plugged in)\n");
 
     const provider = await connectProvider(rpcUrl);
     const registry = connectRegistry(deployment.Registry, provider);

@@ -95,6 +95,10 @@ describe("trustpile selftest", () => {
     expect(rows.ocpp).toBe(`PASS ${ocpp.url}/cp-selftest accepted ocpp1.6`);
     expect(rows.mqtt).toBe(`PASS ${mosquitto.url} accepted the connection`);
     expect(result.stdout).toContain("selftest passed");
+    // Without --relay the contactor is unchecked, so the owner is sent to check it before enabling the service.
+    expect(result.stdout).toContain(
+      `next: trustpile selftest --config ${config} --relay (with no EV plugged in) to check the contactor, then: sudo systemctl enable --now trustpile\n`,
+    );
     expect(result.status).toBe(0);
     expect(ocpp.identities).toContain("cp-selftest");
   });
@@ -111,6 +115,7 @@ describe("trustpile selftest", () => {
     expect(rows.relay).toBe("PASS line 17 closed and opened; feedback line 27 followed within 500 ms");
     expect(rows.meter).toMatch(/^PASS sim sdm630 \(hw-sim\) over tcp/);
     expect(rows.ocpp).toBe("SKIP not configured");
+    expect(result.stdout).toMatch(/selftest passed\nnext: sudo systemctl enable --now trustpile\n$/);
     expect(result.status).toBe(0);
   });
 
@@ -126,6 +131,9 @@ describe("trustpile selftest", () => {
       "FAIL sdm630 over rtu /dev/ttyUSB97 (9600 8N1) unit 1: serial device /dev/ttyUSB97 does not exist",
     );
     expect(result.stdout).toContain("selftest FAILED: 1 check(s) failed");
+    expect(result.stdout).toContain(
+      "next: fix the meter check first (sdm630 over rtu /dev/ttyUSB97 (9600 8N1) unit 1: serial device /dev/ttyUSB97 does not exist), then run selftest again\n",
+    );
     expect(result.status).toBe(1);
   });
 
