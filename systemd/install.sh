@@ -34,26 +34,9 @@ UNIT="$DESTDIR/lib/systemd/system/trustpile.service"
 UDEVRULE="$DESTDIR/etc/udev/rules.d/99-trustpile-rs485.rules"
 SERVICE_USER=trustpile
 
-step() {
-  printf 'trustpile install: %s\n' "$*"
-}
-
-die() {
-  printf 'trustpile install: error: %s\n' "$*" >&2
-  exit 1
-}
-
-# Runs a shadow-utils tool (useradd, groupadd, usermod) on $DESTDIR/etc/{passwd,group,shadow,gshadow} when
-# DESTDIR is set, else on the live system.
-shadow_tool() {
-  tool=$1
-  shift
-  if [ -n "$DESTDIR" ]; then
-    "$tool" --prefix "$DESTDIR" "$@"
-  else
-    "$tool" "$@"
-  fi
-}
+SCRIPT_NAME=install
+# shellcheck source=systemd/common.sh
+. "$(dirname "$0")/common.sh"
 
 # Prints field $2 (3: uid or gid, 4: primary gid) of entry $3 in $DESTDIR/etc/$1 (passwd or group), or nothing.
 account_field() {

@@ -22,24 +22,9 @@ STATEDIR="$DESTDIR/var/lib/trustpile"
 UNIT="$DESTDIR/lib/systemd/system/trustpile.service"
 UDEVRULE="$DESTDIR/etc/udev/rules.d/99-trustpile-rs485.rules"
 
-step() {
-  printf 'trustpile uninstall: %s\n' "$*"
-}
-
-die() {
-  printf 'trustpile uninstall: error: %s\n' "$*" >&2
-  exit 1
-}
-
-shadow_tool() {
-  tool=$1
-  shift
-  if [ -n "$DESTDIR" ]; then
-    "$tool" --prefix "$DESTDIR" "$@"
-  else
-    "$tool" "$@"
-  fi
-}
+SCRIPT_NAME=uninstall
+# shellcheck source=systemd/common.sh
+. "$(dirname "$0")/common.sh"
 
 in_file() {
   grep -q "^$2:" "$DESTDIR/etc/$1" 2>/dev/null
