@@ -39,6 +39,7 @@ import type { MqttConfig, TelemetryStats } from "../../agent/telemetry/types.ts"
 import { PRICE_WEI_PER_KWH, deployLedgerFixture, rpc, testChainUrl, type LedgerFixture } from "./chain.ts";
 import { REPO_ROOT } from "./cli.ts";
 import { createFakeSysfs, type FakeSysfs } from "./fake-sysfs.ts";
+import { waitForEntry } from "./wait-for-entry.ts";
 
 export const AGENT_PROCESS = join(REPO_ROOT, "test/fixtures/agent-process.ts");
 export const LINES = { relay: { line: 17 }, feedback: { line: 27 }, evPresent: { line: 22 } } as const;
@@ -329,32 +330,14 @@ export function spawnAgentProcess(config: AgentProcessConfig): AgentProcess {
     lines,
     stderr: () => stderr,
     waitForLine(what, predicate, timeoutMs, from = 0) {
-      return new Promise((resolve, reject) => {
-        let checked = from;
-        const check = (): void => {
-          for (; checked < lines.length; checked++) {
-            const line = lines[checked]!;
-            if (predicate(line)) {
-              finish();
-              resolve(line);
-              return;
-            }
-          }
-          if (exit) {
-            finish();
-            reject(new Error(`agent process exited (${exit.signal ?? exit.code}) while waiting for ${what}; stderr:\n${tail()}`));
-          }
-        };
-        const timer = setTimeout(() => {
-          finish();
-          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last lines:\n${lines.slice(-8).map((l) => JSON.stringify(l)).join("\n")}\nstderr:\n${tail()}`));
-        }, timeoutMs);
-        const finish = (): void => {
-          clearTimeout(timer);
-          listeners.delete(check);
-        };
-        listeners.add(check);
-        check();
+      return waitForEntry(lines, listeners, {
+        what,
+        predicate,
+        timeoutMs,
+        from,
+        onTimeout: () => `last lines:\n${lines.slice(-8).map((l) => JSON.stringify(l)).join("\n")}\nstderr:\n${tail()}`,
+        failure: () =>
+          exit ? `agent process exited (${exit.signal ?? exit.code}) while waiting for ${what}; stderr:\n${tail()}` : undefined,
       });
     },
     async kill9() {

@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "../../agent/net.ts";
+import { waitForEntry } from "./wait-for-entry.ts";
 
 export interface Mosquitto {
   url: string;
@@ -176,29 +177,12 @@ export async function observeMqtt(url: string, filters: readonly string[], optio
     client,
     messages,
     waitFor(what, predicate, timeoutMs, from = 0) {
-      return new Promise((resolve, reject) => {
-        let checked = from;
-        const check = (): void => {
-          for (; checked < messages.length; checked++) {
-            const message = messages[checked]!;
-            if (predicate(message)) {
-              finish();
-              resolve(message);
-              return;
-            }
-          }
-        };
-        const timer = setTimeout(() => {
-          finish();
-          const seen = messages.slice(-10).map((m) => `${m.topic} ${m.payload.slice(0, 200)}`).join("\n");
-          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last messages:\n${seen}`));
-        }, timeoutMs);
-        const finish = (): void => {
-          clearTimeout(timer);
-          listeners.delete(check);
-        };
-        listeners.add(check);
-        check();
+      return waitForEntry(messages, listeners, {
+        what,
+        predicate,
+        timeoutMs,
+        from,
+        onTimeout: () => `last messages:\n${messages.slice(-10).map((m) => `${m.topic} ${m.payload.slice(0, 200)}`).join("\n")}`,
       });
     },
     close: async () => {
