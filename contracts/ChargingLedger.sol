@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {PricingAuction} from "./PricingAuction.sol";
 import {Registry} from "./Registry.sol";
 
 /**
@@ -100,6 +101,7 @@ contract ChargingLedger is EIP712 {
     uint64 private immutable _settleTimeout;
     address private immutable _deployer;
     address private _evaluations;
+    PricingAuction private _pricingAuction;
 
     Counters private _counters;
     mapping(uint256 sessionId => Session) private _sessions;
@@ -117,6 +119,8 @@ contract ChargingLedger is EIP712 {
     event DebtPaid(address indexed ev, address indexed creditor, uint256 amount);
     event Withdrawn(address indexed account, uint256 amount);
     event EvaluationsWired(address evaluations);
+    event PricingAuctionWired(address pricingAuction);
+    event AuctionSessionOpened(uint256 indexed sessionId, uint256 indexed invitationId);
 
     error AlreadySettled(uint256 sessionId);
     error UnknownChargePoint(bytes32 cpId);
@@ -147,6 +151,8 @@ contract ChargingLedger is EIP712 {
     error NotDeployer(address caller);
     error EvaluationsAlreadyWired(address evaluations);
     error NotEvaluations(address caller);
+    error PricingAuctionAlreadyWired(address pricingAuction);
+    error PricingAuctionNotWired();
 
     constructor(Registry registry_, uint64 authTimeout_, uint64 settleTimeout_) EIP712("TrustPile", "1") {
         _registry = registry_;
@@ -160,6 +166,26 @@ contract ChargingLedger is EIP712 {
     /// @notice Opens a charging session at `cpId` at its listed price, holding `msg.value` as the deposit.
     function openSession(bytes32 cpId, uint32 maxEnergyWh) external payable returns (uint256 sessionId) {
         (uint32 cpNo, uint256 pricePerKWh, bool active) = _registry.sessionTerms(cpId);
+        return _open(cpId, cpNo, pricePerKWh, active, maxEnergyWh);
+    }
+
+    /**
+     * @notice Opens a session with the winner of the EV's pricing auction at the auction's price, for the energy it
+     * asked for. `r` opens the decision commitment c = keccak256(abi.encode(ev, cpId, r)) the EV finalized with.
+     */
+    function openAuctionSession(uint256 invitationId, bytes32 r) external payable returns (uint256 sessionId) {
+        PricingAuction auction = _pricingAuction;
+        if (address(auction) == address(0)) revert PricingAuctionNotWired();
+        (bytes32 cpId, uint256 pricePerKWh, uint32 energyWh) = auction.claimDecision(invitationId, msg.sender, r);
+        (uint32 cpNo,, bool active) = _registry.sessionTerms(cpId);
+        sessionId = _open(cpId, cpNo, pricePerKWh, active, energyWh);
+        emit AuctionSessionOpened(sessionId, invitationId);
+    }
+
+    function _open(bytes32 cpId, uint32 cpNo, uint256 pricePerKWh, bool active, uint32 maxEnergyWh)
+        private
+        returns (uint256 sessionId)
+    {
         if (cpNo == 0) revert UnknownChargePoint(cpId);
         if (!active) revert ChargePointInactive(cpId);
         if (maxEnergyWh == 0) revert ZeroMaxEnergy();
@@ -348,6 +374,14 @@ contract ChargingLedger is EIP712 {
         emit EvaluationsWired(evaluations_);
     }
 
+    /// @notice Wires the pricing auction whose decisions `openAuctionSession` accepts; once, by the deployer.
+    function setPricingAuction(PricingAuction pricingAuction_) external {
+        if (msg.sender != _deployer) revert NotDeployer(msg.sender);
+        if (address(_pricingAuction) != address(0)) revert PricingAuctionAlreadyWired(address(_pricingAuction));
+        _pricingAuction = pricingAuction_;
+        emit PricingAuctionWired(address(pricingAuction_));
+    }
+
     /**
      * @dev Called by Evaluations for each new evaluation of a settled session: numbers it in both sequences and
      * links it to the charge point's and the EV's previous evaluations. Evaluations enforces who rates and how often.
@@ -402,6 +436,10 @@ contract ChargingLedger is EIP712 {
 
     function evaluations() external view returns (address) {
         return _evaluations;
+    }
+
+    function pricingAuction() external view returns (address) {
+        return address(_pricingAuction);
     }
 
     /// @notice R_v = Σ B_vi (eq. 1).

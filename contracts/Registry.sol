@@ -237,6 +237,20 @@ contract Registry {
         cpId = cp.cpId;
     }
 
+    /**
+     * @dev What a bid in the pricing auction needs, from the charge point's first two slots: its number, area,
+     * registered power, whether it is active and whether `caller` (its signer or owner) may bid for it.
+     */
+    function bidTerms(bytes32 cpId, address caller)
+        external
+        view
+        returns (uint32 cpNo, uint64 areaId, uint32 maxPowerW, bool active, bool mayBid)
+    {
+        cpNo = _cpNoOf[cpId];
+        ChargePointRecord storage cp = _chargePoints[cpNo];
+        return (cpNo, cp.areaId, cp.maxPowerW, cp.active, cpNo != 0 && (caller == cp.signer || caller == cp.owner));
+    }
+
     function cpNoOf(bytes32 cpId) external view returns (uint32) {
         return _cpNoOf[cpId];
     }

@@ -1,6 +1,7 @@
 import { Contract, type ContractRunner } from "ethers";
 import { ChargingLedgerAbi, type ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
 import { EvaluationsAbi, type EvaluationsContract } from "../../contracts/artifacts/Evaluations.ts";
+import { PricingAuctionAbi, type PricingAuctionContract } from "../../contracts/artifacts/PricingAuction.ts";
 import { RegistryAbi, type RegistryContract } from "../../contracts/artifacts/Registry.ts";
 import type { Deployment } from "./deployment.ts";
 
@@ -21,6 +22,10 @@ export function connectEvaluations(address: string, runner: ContractRunner): Eva
   return new Contract(address, EvaluationsAbi, runner) as unknown as EvaluationsContract;
 }
 
+export function connectPricingAuction(address: string, runner: ContractRunner): PricingAuctionContract {
+  return new Contract(address, PricingAuctionAbi, runner) as unknown as PricingAuctionContract;
+}
+
 export function connectContracts(deployment: Deployment, runner: ContractRunner): TrustpileContracts {
   return {
     registry: connectRegistry(deployment.Registry, runner),
@@ -36,6 +41,17 @@ export const SessionStatus = {
   Settled: 3n,
   Cancelled: 4n,
   Expired: 5n,
+} as const;
+
+/** Auction phase as the PricingAuction's `Phase` enum numbers it. */
+export const AuctionPhase = {
+  None: 0n,
+  Bidding: 1n,
+  Ended: 2n,
+  Decided: 3n,
+  SessionOpened: 4n,
+  Failed: 5n,
+  Abandoned: 6n,
 } as const;
 
 export const CpKind = { Private: 0, Public: 1, Operator: 2 } as const;

@@ -1,6 +1,7 @@
 import { ContractFactory, type Signer } from "ethers";
 import { ChargingLedgerAbi, ChargingLedgerBytecode } from "../../contracts/artifacts/ChargingLedger.ts";
 import { EvaluationsAbi, EvaluationsBytecode } from "../../contracts/artifacts/Evaluations.ts";
+import { PricingAuctionAbi, PricingAuctionBytecode } from "../../contracts/artifacts/PricingAuction.ts";
 import { RegistryAbi, RegistryBytecode } from "../../contracts/artifacts/Registry.ts";
 import { parseSd59x18 } from "../reputation/eq2.ts";
 import { connectLedger } from "./contracts.ts";
@@ -17,8 +18,31 @@ export interface DeployOptions {
   sigma?: bigint;
   /** Length of a bookkeeper period T in seconds (default one day). */
   bookkeeperPeriodS?: bigint;
+  /** The pricing auction's terms (Algorithm 2); defaults below. */
+  auction?: Partial<AuctionTerms>;
   onProgress?: (step: string) => void;
 }
+
+export interface AuctionTerms {
+  /** Wei a charge point puts up with its first commit to an invitation. */
+  bidBondWei: bigint;
+  /** Least deposit an EV puts up with an invitation. */
+  minInvitationDepositWei: bigint;
+  /** Bidding goes on while the best price improves by at least this share of the previous best (basis points). */
+  convergenceBps: number;
+  /** Most charge points that may bid for one invitation (bounds every loop over bids). */
+  maxBidders: number;
+  /** How long the EV has to decide, and then to open the session, before bidders may claim its deposit. */
+  decisionSeconds: number;
+}
+
+export const DEFAULT_AUCTION_TERMS: AuctionTerms = {
+  bidBondWei: 10n ** 15n,
+  minInvitationDepositWei: 10n ** 15n,
+  convergenceBps: 100,
+  maxBidders: 16,
+  decisionSeconds: 600,
+};
 
 export const DEFAULT_AUTH_TIMEOUT_S = 600n;
 export const DEFAULT_SETTLE_TIMEOUT_S = 2n * 24n * 3600n;
@@ -65,16 +89,32 @@ export async function deployContracts(deployer: Signer, options: DeployOptions =
     options.sigma ?? DEFAULT_SIGMA,
     options.bookkeeperPeriodS ?? DEFAULT_BOOKKEEPER_PERIOD_S,
   ]);
+  const terms = { ...DEFAULT_AUCTION_TERMS, ...options.auction };
+  const pricingAuction = await deploy("PricingAuction", PricingAuctionAbi, PricingAuctionBytecode, [
+    registry,
+    ledger,
+    evaluations,
+    terms.bidBondWei,
+    terms.minInvitationDepositWei,
+    terms.convergenceBps,
+    terms.maxBidders,
+    terms.decisionSeconds,
+  ]);
   progress("wiring Evaluations into ChargingLedger");
   const wiring = await (await connectLedger(ledger, deployer).setEvaluations(evaluations)).wait();
   if (!wiring) throw new Error("setEvaluations produced no receipt");
   gasUsed["setEvaluations"] = wiring.gasUsed;
+  progress("wiring PricingAuction into ChargingLedger");
+  const auctionWiring = await (await connectLedger(ledger, deployer).setPricingAuction(pricingAuction)).wait();
+  if (!auctionWiring) throw new Error("setPricingAuction produced no receipt");
+  gasUsed["setPricingAuction"] = auctionWiring.gasUsed;
   return {
     deployment: {
       chainId: Number(chainId),
       Registry: registry,
       ChargingLedger: ledger,
       Evaluations: evaluations,
+      PricingAuction: pricingAuction,
       deployedAtBlock: firstBlock + 1,
     },
     gasUsed,

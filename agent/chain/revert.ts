@@ -1,12 +1,13 @@
 import { Interface, isCallException } from "ethers";
 import { ChargingLedgerAbi } from "../../contracts/artifacts/ChargingLedger.ts";
 import { EvaluationsAbi } from "../../contracts/artifacts/Evaluations.ts";
+import { PricingAuctionAbi } from "../../contracts/artifacts/PricingAuction.ts";
 import { RegistryAbi } from "../../contracts/artifacts/Registry.ts";
 
 // A call into one contract may revert with another's error (Evaluations.rate bubbles the ledger's), so the
 // errors of all of them are decoded together; ethers keeps the first of two identical signatures.
 const contractErrors = new Interface(
-  [...ChargingLedgerAbi, ...RegistryAbi, ...EvaluationsAbi].filter(
+  [...ChargingLedgerAbi, ...RegistryAbi, ...EvaluationsAbi, ...PricingAuctionAbi].filter(
     (item, index, all) =>
       item.type === "error" &&
       all.findIndex((other) => other.type === "error" && JSON.stringify(other) === JSON.stringify(item)) === index,
