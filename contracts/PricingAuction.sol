@@ -52,6 +52,11 @@ contract PricingAuction {
     uint32 public constant MAX_ROUND_SECONDS = 1 days;
     uint256 private constant MAX_DISTANCE_CELLS = 2;
     int256 private constant MAX_REPUTATION = 9e18;
+    /// @dev "No reveal yet" in `bestPriceThisRound`: written by `invite`, so no bidder pays for creating the slot.
+    uint128 private constant NO_REVEAL = type(uint128).max;
+    /// @dev Seven cpNos per word, and a marker bit `invite` sets in the first word for the same reason.
+    uint256 private constant BIDDERS_PER_WORD = 7;
+    uint256 private constant WORD_MARKER = 1 << 255;
 
     struct Invitation {
         // slot 0
@@ -111,7 +116,7 @@ contract PricingAuction {
     uint256 private _invitationCount;
     mapping(uint256 invitationId => Invitation) private _invitations;
     mapping(uint256 invitationId => mapping(bytes32 cpId => Bid)) private _bids;
-    /// @dev The bidders' cpNos in bidding order, eight uint32 per word.
+    /// @dev The bidders' cpNos in bidding order, seven uint32 per word below WORD_MARKER.
     mapping(uint256 invitationId => mapping(uint256 word => uint256)) private _bidderWords;
     mapping(address account => uint256) private _withdrawable;
 
@@ -153,6 +158,7 @@ contract PricingAuction {
     error WrongBond(uint256 sent, uint256 required);
     error CommitWindowClosed(uint256 invitationId, uint8 round, uint256 closedAt);
     error AlreadyCommitted(uint256 invitationId, bytes32 cpId, uint8 round);
+    error BidDefaulted(uint256 invitationId, bytes32 cpId, uint8 unrevealedRound);
     error RevealWindowNotOpen(uint256 invitationId, uint8 round, uint256 opensAt);
     error RevealWindowClosed(uint256 invitationId, uint8 round, uint256 closedAt);
     error NothingToReveal(uint256 invitationId, bytes32 cpId, uint8 round);
@@ -229,7 +235,9 @@ contract PricingAuction {
         inv.round = 1;
         inv.phase = Phase.Bidding;
         inv.roundStartedAt = uint40(block.timestamp);
+        inv.bestPriceThisRound = NO_REVEAL;
         inv.deposit = uint96(msg.value);
+        _bidderWords[invitationId][0] = WORD_MARKER;
         emit InvitationOpened(invitationId, areaId, msg.sender, energyWh, minPowerW, roundSeconds, maxRounds);
     }
 
@@ -247,6 +255,9 @@ contract PricingAuction {
             if (msg.sender != bid.bidder) revert NotChargePointBidder(cpId, msg.sender);
             if (msg.value != 0) revert WrongBond(msg.value, 0);
             if (bid.committedRound == round) revert AlreadyCommitted(invitationId, cpId, round);
+            // A commit left unrevealed stays forfeited: a new commit would otherwise make the bid revealed again and
+            // let a charge point stay silent in a round (after seeing the others' reveals) at no cost.
+            if (bid.committedRound != bid.revealedRound) revert BidDefaulted(invitationId, cpId, bid.committedRound);
         }
         bid.committedRound = round;
         bid.commitmentOrPrice = uint256(commitment);
@@ -274,8 +285,7 @@ contract PricingAuction {
         bid.revealedRound = round;
         bid.powerW = powerW;
         bid.commitmentOrPrice = pricePerKWh;
-        uint128 best = inv.bestPriceThisRound;
-        if (best == 0 || pricePerKWh < best) inv.bestPriceThisRound = uint128(pricePerKWh);
+        if (pricePerKWh < inv.bestPriceThisRound) inv.bestPriceThisRound = uint128(pricePerKWh);
         emit BidRevealed(invitationId, cpId, round, powerW, pricePerKWh);
     }
 
@@ -291,8 +301,8 @@ contract PricingAuction {
 
         uint256 best = inv.bestPriceThisRound;
         uint256 previous = inv.bestPriceLastRound;
-        emit RoundClosed(invitationId, round, best);
-        if (best == 0) {
+        if (best == NO_REVEAL) {
+            emit RoundClosed(invitationId, round, 0);
             // Nobody revealed: the previous round decides, if there was one.
             if (round == 1) {
                 _fail(inv, invitationId);
@@ -301,6 +311,7 @@ contract PricingAuction {
             _endBidding(inv, invitationId, round - 1, previous);
             return;
         }
+        emit RoundClosed(invitationId, round, best);
         bool converged = round > 1 && (best >= previous || previous - best < (previous * _convergenceBps) / 10_000);
         if (converged || round == inv.maxRounds) {
             _endBidding(inv, invitationId, round, best);
@@ -309,7 +320,7 @@ contract PricingAuction {
         inv.round = round + 1;
         inv.roundStartedAt = uint40(block.timestamp);
         inv.bestPriceLastRound = uint128(best);
-        inv.bestPriceThisRound = 0;
+        inv.bestPriceThisRound = NO_REVEAL;
     }
 
     // ================================================================ Phases 2 and 3: screening and decision
@@ -321,11 +332,22 @@ contract PricingAuction {
         (, cpId, pricePerKWh, score) = _screen(inv, invitationId);
     }
 
-    /// @notice The EV records its decision commitment c = keccak256(abi.encode(ev, cpId, r)) for the screened winner.
+    /**
+     * @notice The EV records its decision commitment c = keccak256(abi.encode(ev, cpId, r)) for the screened winner.
+     * Screening reads reputations live, so a rating mined between the EV's `screen` and its `finalize` can change
+     * the winner; the EV may then finalize again with a commitment for the winner `Decided` named. The winner and
+     * the decision window stay as they were.
+     */
     function finalize(uint256 invitationId, bytes32 decisionCommitment) external {
         Invitation storage inv = _invitation(invitationId);
-        if (inv.phase != Phase.Ended) revert WrongPhase(invitationId, inv.phase, Phase.Ended);
         if (msg.sender != inv.ev) revert NotInvitationEv(invitationId, msg.sender);
+        if (inv.phase == Phase.Decided) {
+            (bytes32 winnerCpId,,) = _registry.parties(inv.winnerCpNo);
+            inv.decisionCommitment = decisionCommitment;
+            emit Decided(invitationId, winnerCpId, _bids[invitationId][winnerCpId].commitmentOrPrice, decisionCommitment);
+            return;
+        }
+        if (inv.phase != Phase.Ended) revert WrongPhase(invitationId, inv.phase, Phase.Ended);
         (uint32 cpNo, bytes32 cpId, uint256 price,) = _screen(inv, invitationId);
         if (cpNo == 0) {
             // Every bid of the decisive round was followed by an unrevealed commit: nobody is left to choose.
@@ -363,7 +385,8 @@ contract PricingAuction {
 
     /**
      * @notice Anyone ends an auction the EV left hanging for `decisionSeconds`: without a decision its deposit is
-     * shared by the decisive round's bidders, after a decision without a session it goes to the winner.
+     * shared by the decisive round's bidders, after a decision without a session it goes to the winner (back to the
+     * EV if the winner has gone inactive and so made the session impossible).
      */
     function abandon(uint256 invitationId) external {
         Invitation storage inv = _invitation(invitationId);
@@ -377,7 +400,9 @@ contract PricingAuction {
         inv.phase = Phase.Abandoned;
         if (phase == Phase.Decided) {
             (bytes32 cpId,,) = _registry.parties(inv.winnerCpNo);
-            _credit(_bids[invitationId][cpId].bidder, deposit);
+            (,, bool active) = _registry.sessionTerms(cpId);
+            // A winner that went inactive made the session impossible itself: the deposit goes back to the EV.
+            _credit(active ? _bids[invitationId][cpId].bidder : inv.ev, deposit);
         } else {
             uint256 waiting = _countEligible(inv, invitationId);
             uint256 share = waiting == 0 ? 0 : deposit / waiting;
@@ -491,7 +516,7 @@ contract PricingAuction {
             inv.round,
             commitEndsAt,
             commitEndsAt + inv.roundSeconds,
-            inv.bestPriceThisRound,
+            inv.bestPriceThisRound == NO_REVEAL ? 0 : inv.bestPriceThisRound,
             inv.bestPriceLastRound,
             inv.bidderCount,
             winnerCpId,
@@ -568,8 +593,8 @@ contract PricingAuction {
         if (msg.value != _bidBond) revert WrongBond(msg.value, _bidBond);
 
         inv.bidderCount = count + 1;
-        uint256 word = count / 8;
-        _bidderWords[invitationId][word] |= uint256(cpNo) << (32 * (count % 8));
+        _bidderWords[invitationId][count / BIDDERS_PER_WORD] |=
+            WORD_MARKER | (uint256(cpNo) << (32 * (count % BIDDERS_PER_WORD)));
         bid.bidder = msg.sender;
         bid.distanceCells = uint8(distance);
         bid.bond = Bond.Held;
@@ -641,7 +666,8 @@ contract PricingAuction {
     }
 
     function _bidderAt(uint256 invitationId, uint256 index) private view returns (uint256 cpNo) {
-        return (_bidderWords[invitationId][index / 8] >> (32 * (index % 8))) & type(uint32).max;
+        return (_bidderWords[invitationId][index / BIDDERS_PER_WORD] >> (32 * (index % BIDDERS_PER_WORD)))
+            & type(uint32).max;
     }
 
     /// @dev A bid screening considers: revealed in the decisive round and not followed by an unrevealed commit.

@@ -5,6 +5,7 @@
 import type { ContractTransactionReceipt, ContractTransactionResponse, Signer, TypedDataDomain } from "ethers";
 import type { ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
 import type { EvaluationsContract } from "../../contracts/artifacts/Evaluations.ts";
+import type { PricingAuctionContract } from "../../contracts/artifacts/PricingAuction.ts";
 import type { RegistryContract } from "../../contracts/artifacts/Registry.ts";
 import { RuntimeError } from "../errors.ts";
 import { CpKind, SessionStatus, type CpKindName } from "./contracts.ts";
@@ -220,4 +221,112 @@ export function explainRatingRefusal(sessionId: bigint, error: unknown): string 
     default:
       return undefined;
   }
+}
+
+// ================================================================ the EV's side of the pricing auction (DESIGN §4.4)
+
+export interface AuctionInvitation {
+  areaId: bigint;
+  energyWh: number;
+  minPowerW: number;
+  /** (price, power, distance, reputation), the contract's order. */
+  weights: readonly [number, number, number, number];
+  roundSeconds: number;
+  maxRounds: number;
+}
+
+export interface OpenedInvitation {
+  invitationId: bigint;
+  receipt: ContractTransactionReceipt;
+}
+
+/** Invites the charge points in and around `areaId` to bid, with the EV's invitation deposit. */
+export async function inviteChargePoints(
+  auction: PricingAuctionContract,
+  invitation: AuctionInvitation,
+  depositWei: bigint,
+): Promise<OpenedInvitation> {
+  const receipt = await mined(`inviting bids in area ${invitation.areaId}`, () =>
+    auction.invite(
+      invitation.areaId,
+      invitation.energyWh,
+      invitation.minPowerW,
+      [...invitation.weights],
+      invitation.roundSeconds,
+      invitation.maxRounds,
+      { value: depositWei },
+    ),
+  );
+  for (const log of receipt.logs) {
+    const parsed = auction.interface.parseLog(log);
+    if (parsed?.name === "InvitationOpened") return { invitationId: parsed.args.getValue("invitationId") as bigint, receipt };
+  }
+  throw new RuntimeError(`inviting bids in area ${invitation.areaId}: no InvitationOpened event in the receipt`);
+}
+
+export function closeAuctionRound(auction: PricingAuctionContract, invitationId: bigint): Promise<ContractTransactionReceipt> {
+  return mined(`closing the round of invitation ${invitationId}`, () => auction.closeRound(invitationId));
+}
+
+export function finalizeAuction(
+  auction: PricingAuctionContract,
+  invitationId: bigint,
+  decisionCommitment: string,
+): Promise<ContractTransactionReceipt> {
+  return mined(`finalizing invitation ${invitationId}`, () => auction.finalize(invitationId, decisionCommitment));
+}
+
+export interface OpenedAuctionSession extends OpenedSession {
+  cpId: string;
+  pricePerKWh: bigint;
+  maxEnergyWh: number;
+  depositWei: bigint;
+}
+
+/**
+ * The deposit an auction session needs by default: the cost of the invited energy at the auction price (ceil), or
+ * twice that while the EV's credibility R_v is below 0 (the ledger's rule, DESIGN §4.2).
+ */
+export function auctionSessionDepositOf(energyWh: bigint, priceWeiPerKWh: bigint, credibility: bigint): bigint {
+  return credibility < 0n ? doubledDepositOf(energyWh, priceWeiPerKWh) : costOf(energyWh, priceWeiPerKWh);
+}
+
+/**
+ * Opens the session the auction decided: reveals r (checked against c = H(EV, CP, r)) and pays the deposit;
+ * without `depositWei`, the default of `auctionSessionDepositOf` for this EV.
+ */
+export async function openAuctionSession(
+  ledger: ChargingLedgerContract,
+  ev: string,
+  decided: { invitationId: bigint; r: string; energyWh: number; pricePerKWh: bigint },
+  depositWei?: bigint,
+): Promise<OpenedAuctionSession> {
+  const deposit =
+    depositWei ?? auctionSessionDepositOf(BigInt(decided.energyWh), decided.pricePerKWh, await ledger.credibility(ev));
+  const receipt = await mined(`opening the session of invitation ${decided.invitationId}`, () =>
+    ledger.openAuctionSession(decided.invitationId, decided.r, { value: deposit }),
+  );
+  for (const log of receipt.logs) {
+    const parsed = ledger.interface.parseLog(log);
+    if (parsed?.name !== "SessionOpened") continue;
+    return {
+      sessionId: parsed.args.getValue("sessionId") as bigint,
+      cpId: parsed.args.getValue("cpId") as string,
+      pricePerKWh: parsed.args.getValue("pricePerKWh") as bigint,
+      maxEnergyWh: Number(parsed.args.getValue("maxEnergyWh") as bigint),
+      depositWei: parsed.args.getValue("deposit") as bigint,
+      receipt,
+    };
+  }
+  throw new RuntimeError(`opening the session of invitation ${decided.invitationId}: no SessionOpened event in the receipt`);
+}
+
+/** Draws what the auction credited this account (returned deposits, forfeited bonds); 0n when there was nothing. */
+export async function withdrawFromAuction(
+  auction: PricingAuctionContract,
+  account: string,
+): Promise<{ amountWei: bigint; receipt?: ContractTransactionReceipt }> {
+  const amountWei = await auction.withdrawable(account);
+  if (amountWei === 0n) return { amountWei };
+  return { amountWei, receipt: await mined("withdrawing from the pricing auction", () => auction.withdraw()) };
 }

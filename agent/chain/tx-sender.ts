@@ -1,6 +1,8 @@
 /**
- * Sends the pile's own transactions, `authorize` and `settle`, from the device key (DESIGN §3, Chain): outbox rows in,
- * TxOutcomes out, so the agent can feed them to the session core as events.
+ * Sends the pile's own transactions, `authorize` and `settle`, and the bidder's PricingAuction calls (`commitBid`,
+ * `revealBid`, `closeRound`, `refund`, `withdraw`) from the device key (DESIGN §3, Chain): outbox rows in, TxOutcomes
+ * out, so the agent can feed them to the session core as events. One sender per device key: the bidder shares it
+ * with the session core, because two nonce trackers on one key would hand out the same nonce twice.
  *
  * Nonces are tracked here, not asked of the node per send: the first tick reads `getTransactionCount(pending)`, and
  * each transaction keeps its nonce for life. A transaction not mined after `resendAfterMs` is re-signed with the SAME
@@ -20,6 +22,7 @@
  */
 import { Interface, Transaction, isCallException, isError, type Provider, type Signer, type TransactionReceipt } from "ethers";
 import { ChargingLedgerAbi } from "../../contracts/artifacts/ChargingLedger.ts";
+import { PricingAuctionAbi } from "../../contracts/artifacts/PricingAuction.ts";
 import { SessionStatus } from "./contracts.ts";
 import { decodeRevert, describeRevert } from "./revert.ts";
 import type { SessionTotal } from "./session-total.ts";
@@ -94,7 +97,17 @@ export function createMemoryOutbox(): OutboxStore & { rows(): OutboxRow[] } {
 
 // ================================================================ items and outcomes
 
-export type TxKind = "authorize" | "settle";
+export type LedgerTxKind = "authorize" | "settle";
+/** The bidder's PricingAuction calls; `withdrawBonds` is the auction's `withdraw()`, not the ledger's. */
+export type AuctionTxKind = "commitBid" | "revealBid" | "closeRound" | "refundBond" | "withdrawBonds";
+export type TxKind = LedgerTxKind | AuctionTxKind;
+
+const LEDGER_KINDS: readonly string[] = ["authorize", "settle"];
+const AUCTION_KINDS: readonly string[] = ["commitBid", "revealBid", "closeRound", "refundBond", "withdrawBonds"];
+
+export function isAuctionTxKind(kind: string): kind is AuctionTxKind {
+  return AUCTION_KINDS.includes(kind);
+}
 
 export interface AuthorizePayload {
   sessionId: bigint;
@@ -106,13 +119,55 @@ export interface SettlePayload {
   signature: string;
 }
 
+/** commitBid: `valueWei` is the bond with a charge point's first commit of an invitation, else 0. */
+export interface CommitBidPayload {
+  invitationId: bigint;
+  cpId: string;
+  commitment: string;
+  valueWei: bigint;
+}
+
+export interface RevealBidPayload {
+  invitationId: bigint;
+  cpId: string;
+  powerW: number;
+  pricePerKWh: bigint;
+  salt: string;
+}
+
+/** closeRound: `round` is the round meant; once another caller has closed it, the row is done. */
+export interface CloseRoundPayload {
+  invitationId: bigint;
+  round: number;
+}
+
+export interface RefundBondPayload {
+  invitationId: bigint;
+  cpId: string;
+}
+
+/** withdrawBonds: the invitation only names the row; `withdraw()` pays out every credit of the device key. */
+export interface WithdrawBondsPayload {
+  invitationId: bigint;
+}
+
 export type TxItem =
   | { key: string; kind: "authorize"; payload: AuthorizePayload }
-  | { key: string; kind: "settle"; payload: SettlePayload };
+  | { key: string; kind: "settle"; payload: SettlePayload }
+  | { key: string; kind: "commitBid"; payload: CommitBidPayload }
+  | { key: string; kind: "revealBid"; payload: RevealBidPayload }
+  | { key: string; kind: "closeRound"; payload: CloseRoundPayload }
+  | { key: string; kind: "refundBond"; payload: RefundBondPayload }
+  | { key: string; kind: "withdrawBonds"; payload: WithdrawBondsPayload };
 
 /** The idempotency key the agent uses for a session's transaction of `kind`. */
-export function txKey(kind: TxKind, sessionId: bigint): string {
+export function txKey(kind: LedgerTxKind, sessionId: bigint): string {
   return `${kind}:${sessionId}`;
+}
+
+/** The idempotency key of an auction call: per invitation, and per round for the calls made every round. */
+export function auctionTxKey(kind: AuctionTxKind, invitationId: bigint, round?: number): string {
+  return round === undefined ? `${kind}:${invitationId}` : `${kind}:${invitationId}:${round}`;
 }
 
 export interface TxOutcome {
@@ -133,6 +188,8 @@ export interface TxSenderOptions {
   /** The device key, connected to a provider. */
   wallet: Signer;
   ledgerAddress: string;
+  /** The PricingAuction; without it, auction rows fail as unsendable. */
+  auctionAddress?: string;
   outbox: OutboxStore;
   /** Fee raise for a replacement, in percent; default 12.5, at least the 10 geth requires. */
   feeBumpPercent?: number;
@@ -166,6 +223,7 @@ interface Slot {
   hashes: string[];
   to: string;
   data: string;
+  valueWei: bigint;
   gasLimit: bigint | undefined;
   /** Fees of the last version sent; undefined after a restart until learned. */
   fees: Fees | undefined;
@@ -182,6 +240,7 @@ type Verdict =
 type BroadcastResult = "accepted" | "nonceTooLow" | "underpriced" | "insufficientFunds" | { ambiguous: string };
 
 const ledgerInterface = new Interface(ChargingLedgerAbi);
+const auctionInterface = new Interface(PricingAuctionAbi);
 const DEFAULT_FEE_BUMP_PERCENT = 12.5;
 const MIN_FEE_BUMP_PERCENT = 10;
 const DEFAULT_RESEND_AFTER_MS = 30_000;
@@ -203,6 +262,7 @@ export function createTxSender(options: TxSenderOptions): TxSender {
   const provider: Provider | null = options.wallet.provider;
   if (!provider) throw new Error("tx sender: wallet: expected a signer connected to a provider");
   const { wallet, outbox, ledgerAddress } = options;
+  const callOf = (kind: string, payload: unknown): Call => callFor(kind, payload, ledgerAddress, options.auctionAddress);
   const log = options.log ?? (() => {});
   const now = options.now ?? Date.now;
   const bumpBasisPoints = BigInt(Math.ceil(feeBumpPercent * 100));
@@ -217,7 +277,7 @@ export function createTxSender(options: TxSenderOptions): TxSender {
   const rpc = <T>(what: string, call: () => Promise<T>): Promise<T> => withDeadline(call(), rpcTimeoutMs, what);
 
   function ourPendingRows(): OutboxRow[] {
-    return outbox.pending().filter((row) => row.kind === "authorize" || row.kind === "settle");
+    return outbox.pending().filter((row) => LEDGER_KINDS.includes(row.kind) || AUCTION_KINDS.includes(row.kind));
   }
 
   function slotOf(key: string): Slot | undefined {
@@ -241,8 +301,9 @@ export function createTxSender(options: TxSenderOptions): TxSender {
         kind: row.kind as TxKind,
         nonce: row.nonce,
         hashes: [row.txHash],
-        to: ledgerAddress,
+        to: call.to,
         data: call.data,
+        valueWei: call.valueWei,
         gasLimit: undefined,
         fees: undefined,
         sentAtMs: 0,
@@ -330,7 +391,7 @@ export function createTxSender(options: TxSenderOptions): TxSender {
         }
         if (row && verdict && verdict.type !== "ok" && verdict.type !== "wait") concluded = conclude(row, verdict);
         log("in-flight transaction no longer needed; a transfer to self takes over its nonce", { key: slot.key, nonce: slot.nonce });
-        Object.assign(slot, { key: undefined, kind: "filler", to: address, data: "0x", gasLimit: FILLER_GAS });
+        Object.assign(slot, { key: undefined, kind: "filler", to: address, data: "0x", valueWei: 0n, gasLimit: FILLER_GAS });
       }
     }
 
@@ -350,7 +411,7 @@ export function createTxSender(options: TxSenderOptions): TxSender {
       log("fee cap reached; waiting for the pooled transaction", { key: slot.key, nonce: slot.nonce, capWei: options.maxFeePerGasCapWei });
       slot.sentAtMs = now();
     } else {
-      slot.gasLimit ??= await estimateGas(slot.data);
+      slot.gasLimit ??= await estimateGas(slot);
       const result = await sendSlot(slot, fees);
       if (result !== "accepted") log("replacement not accepted; retrying", { key: slot.key, nonce: slot.nonce, result });
     }
@@ -366,11 +427,11 @@ export function createTxSender(options: TxSenderOptions): TxSender {
     if (verdict.type === "wait") return pendingOf(row.key, kind, undefined, verdict.reason);
     if (verdict.type !== "ok") return conclude(row, verdict);
 
-    const { data } = callOf(row.kind, row.payload);
-    const gasLimit = await estimateGas(data);
+    const call = callOf(row.kind, row.payload);
+    const gasLimit = await estimateGas(call);
     const fees = await currentFees();
     for (let attempt = 0; attempt < 2; attempt++) {
-      const slot: Slot = { key: row.key, kind, nonce: nextNonce!, hashes: [], to: ledgerAddress, data, gasLimit, fees: undefined, sentAtMs: 0 };
+      const slot: Slot = { key: row.key, kind, nonce: nextNonce!, hashes: [], to: call.to, data: call.data, valueWei: call.valueWei, gasLimit, fees: undefined, sentAtMs: 0 };
       const result = await sendSlot(slot, fees);
       if (result === "nonceTooLow") {
         // Someone else sent from the device key (e.g. the CLI): take the node's count and try once more.
@@ -396,7 +457,7 @@ export function createTxSender(options: TxSenderOptions): TxSender {
     const signed = await wallet.signTransaction({
       to: slot.to,
       data: slot.data,
-      value: 0n,
+      value: slot.valueWei,
       nonce: slot.nonce,
       gasLimit: slot.gasLimit ?? FILLER_GAS,
       chainId,
@@ -478,7 +539,7 @@ export function createTxSender(options: TxSenderOptions): TxSender {
   }
 
   /** The row's ledger call; a payload that cannot be encoded (a corrupt journal row) fails the row, not the tick. */
-  function tryCallOf(row: OutboxRow): { data: string } | undefined {
+  function tryCallOf(row: OutboxRow): Call | undefined {
     try {
       return callOf(row.kind, row.payload);
     } catch (error) {
@@ -493,11 +554,17 @@ export function createTxSender(options: TxSenderOptions): TxSender {
   async function preflight(row: OutboxRow): Promise<Verdict> {
     const call = callOf(row.kind, row.payload);
     try {
-      await rpc("eth_call", () => provider!.call({ to: ledgerAddress, from: address, data: call.data }));
+      // Auction calls depend on the block's timestamp (commit and reveal windows): they are dry-run on the block
+      // they would land in. A dev chain that mines only on demand would otherwise keep judging a reveal by the
+      // time of the last block, before its window opened.
+      const blockTag = isAuctionTxKind(row.kind) ? "pending" : undefined;
+      await rpc("eth_call", () =>
+        provider!.call({ to: call.to, from: address, data: call.data, value: call.valueWei, ...(blockTag ? { blockTag } : {}) }),
+      );
       return { type: "ok" };
     } catch (error) {
       const decoded = decodeRevert(error);
-      if (decoded) return classifyRevert(row.kind as TxKind, decoded, describeRevert(error));
+      if (decoded) return classifyRevert(row.kind as TxKind, decoded, describeRevert(error), row.payload);
       if (isCallException(error) && typeof error.data === "string" && error.data.length > 2) {
         return { type: "failed", reason: describeRevert(error) };
       }
@@ -505,8 +572,10 @@ export function createTxSender(options: TxSenderOptions): TxSender {
     }
   }
 
-  async function estimateGas(data: string): Promise<bigint> {
-    const estimate = await rpc("eth_estimateGas", () => provider!.estimateGas({ to: ledgerAddress, from: address, data }));
+  async function estimateGas(call: { to: string; data: string; valueWei: bigint }): Promise<bigint> {
+    const estimate = await rpc("eth_estimateGas", () =>
+      provider!.estimateGas({ to: call.to, from: address, data: call.data, value: call.valueWei }),
+    );
     return estimate + (estimate * GAS_MARGIN_PERCENT) / 100n;
   }
 
@@ -536,8 +605,9 @@ export function createTxSender(options: TxSenderOptions): TxSender {
 
   return {
     submit(item) {
-      if (item.kind !== "authorize" && item.kind !== "settle") {
-        throw new Error(`tx sender: kind: expected "authorize" or "settle", got ${JSON.stringify((item as { kind: unknown }).kind)}`);
+      const kind: unknown = (item as { kind: unknown }).kind;
+      if (typeof kind !== "string" || (!LEDGER_KINDS.includes(kind) && !AUCTION_KINDS.includes(kind))) {
+        throw new Error(`tx sender: kind: expected one of ${[...LEDGER_KINDS, ...AUCTION_KINDS].join(", ")}, got ${JSON.stringify(kind)}`);
       }
       callOf(item.kind, item.payload); // a malformed payload fails here, not at send time
       const existing = outbox.get(item.key);
@@ -554,7 +624,8 @@ export function createTxSender(options: TxSenderOptions): TxSender {
 
 // ================================================================ helpers
 
-function classifyRevert(kind: TxKind, decoded: { name: string; args: unknown[] }, text: string): Verdict {
+function classifyRevert(kind: TxKind, decoded: { name: string; args: unknown[] }, text: string, payload: unknown): Verdict {
+  if (isAuctionTxKind(kind)) return classifyAuctionRevert(kind, decoded, text, payload);
   if (decoded.name === "AlreadySettled") return kind === "settle" ? { type: "alreadyDone", reason: text } : { type: "failed", reason: text };
   if (decoded.name === "WrongSessionStatus") {
     const status = BigInt(decoded.args[1] as bigint);
@@ -571,8 +642,93 @@ function classifyRevert(kind: TxKind, decoded: { name: string; args: unknown[] }
   return { type: "failed", reason: text };
 }
 
+/**
+ * An auction call that reverts because the chain has moved past it is done or hopeless, never retried blindly; one
+ * that is early (a reveal before its window, a close before the round is due) waits for a later tick.
+ */
+function classifyAuctionRevert(kind: AuctionTxKind, decoded: { name: string; args: unknown[] }, text: string, payload: unknown): Verdict {
+  const p = (payload ?? {}) as Record<string, unknown>;
+  switch (decoded.name) {
+    case "AlreadyCommitted":
+      return kind === "commitBid" ? { type: "alreadyDone", reason: text } : { type: "failed", reason: text };
+    case "RevealWindowNotOpen":
+      return kind === "revealBid" ? { type: "wait", reason: text } : { type: "failed", reason: text };
+    case "RoundStillOpen": {
+      if (kind !== "closeRound") return { type: "failed", reason: text };
+      // The round we meant was closed by someone else and the next one is running.
+      const meant = Number(p.round);
+      return Number(decoded.args[1]) === meant ? { type: "wait", reason: text } : { type: "alreadyDone", reason: text };
+    }
+    case "WrongPhase":
+      // Bidding already ended: our close was done by someone else.
+      return kind === "closeRound" ? { type: "alreadyDone", reason: text } : { type: "failed", reason: text };
+    case "BondAlreadySettled":
+      return kind === "refundBond" ? { type: "alreadyDone", reason: text } : { type: "failed", reason: text };
+    case "NothingToWithdraw":
+      // An earlier withdraw (for another invitation) already paid this credit out.
+      return kind === "withdrawBonds" ? { type: "alreadyDone", reason: text } : { type: "failed", reason: text };
+    default:
+      return { type: "failed", reason: text };
+  }
+}
+
+interface Call {
+  to: string;
+  data: string;
+  valueWei: bigint;
+}
+
+/** The contract call an outbox row stands for; payloads come back from the journal, so numbers may be strings. */
+function callFor(kind: string, payload: unknown, ledgerAddress: string, auctionAddress: string | undefined): Call {
+  if (isAuctionTxKind(kind)) {
+    if (auctionAddress === undefined) throw new Error(`tx sender: auctionAddress: required for ${kind} rows, missing`);
+    return { to: auctionAddress, ...auctionCallOf(kind, payload) };
+  }
+  return { to: ledgerAddress, valueWei: 0n, data: ledgerCallOf(kind, payload).data };
+}
+
+function auctionCallOf(kind: AuctionTxKind, payload: unknown): { data: string; valueWei: bigint } {
+  const p = (payload ?? {}) as Record<string, unknown>;
+  const invitationId = toBigInt(p.invitationId, "payload.invitationId");
+  const cpId = (): string => {
+    if (typeof p.cpId !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(p.cpId)) {
+      throw new Error(`tx sender: payload.cpId: expected bytes32 hex, got ${String(p.cpId)}`);
+    }
+    return p.cpId;
+  };
+  const bytes32 = (value: unknown, path: string): string => {
+    if (typeof value !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(value)) throw new Error(`tx sender: ${path}: expected bytes32 hex, got ${String(value)}`);
+    return value;
+  };
+  switch (kind) {
+    case "commitBid":
+      return {
+        data: auctionInterface.encodeFunctionData("commitBid", [invitationId, cpId(), bytes32(p.commitment, "payload.commitment")]),
+        valueWei: toBigInt(p.valueWei, "payload.valueWei"),
+      };
+    case "revealBid":
+      return {
+        data: auctionInterface.encodeFunctionData("revealBid", [
+          invitationId,
+          cpId(),
+          toBigInt(p.powerW, "payload.powerW"),
+          toBigInt(p.pricePerKWh, "payload.pricePerKWh"),
+          bytes32(p.salt, "payload.salt"),
+        ]),
+        valueWei: 0n,
+      };
+    case "closeRound":
+      toBigInt(p.round, "payload.round");
+      return { data: auctionInterface.encodeFunctionData("closeRound", [invitationId]), valueWei: 0n };
+    case "refundBond":
+      return { data: auctionInterface.encodeFunctionData("refund", [invitationId, cpId()]), valueWei: 0n };
+    case "withdrawBonds":
+      return { data: auctionInterface.encodeFunctionData("withdraw", []), valueWei: 0n };
+  }
+}
+
 /** The ledger call an outbox row stands for; payloads come back from the journal, so numbers may be strings. */
-function callOf(kind: string, payload: unknown): { data: string; sessionId: bigint } {
+function ledgerCallOf(kind: string, payload: unknown): { data: string; sessionId: bigint } {
   const p = (payload ?? {}) as Record<string, unknown>;
   if (kind === "authorize") {
     const sessionId = toBigInt(p.sessionId, "payload.sessionId");

@@ -6,10 +6,12 @@ import { deviceEncryptionKey, loadKeystore, readPasswordFileChecked } from "../c
 import { sealTo } from "../crypto/seal.ts";
 import { connectRegistry, CpKind, Role, type CpKindName } from "../chain/contracts.ts";
 import {
+  DEFAULT_AUCTION_TERMS,
   DEFAULT_AUTH_TIMEOUT_S,
   DEFAULT_BOOKKEEPER_PERIOD_S,
   DEFAULT_SETTLE_TIMEOUT_S,
   deployContracts,
+  type AuctionTerms,
 } from "../chain/deploy.ts";
 import { parseSd59x18 } from "../reputation/eq2.ts";
 import { writeDeployment } from "../chain/deployment.ts";
@@ -47,7 +49,15 @@ interface DeployOptions extends SignerOptions {
   mu: string;
   sigma: string;
   bookkeeperPeriodS: string;
+  bidBond: string;
+  minInvitationDeposit: string;
+  convergenceBps: string;
+  maxBidders: string;
+  decisionSeconds: string;
 }
+
+/** PricingAuction.MAX_BIDDER_CAP: more bidders would let one invitation's loops outgrow a block. */
+const MAX_BIDDER_CAP = 64;
 
 interface RegisterOptions extends SignerOptions {
   config: string;
@@ -71,7 +81,12 @@ export function registerChainCommands(program: Command): void {
         .option("--settle-timeout-s <s>", "seconds after authorization before anyone may expire a session", String(DEFAULT_SETTLE_TIMEOUT_S))
         .option("--mu <number>", "eq. 2's adjustment coefficient μ (> 1): larger moves reputations more slowly", "2")
         .option("--sigma <number>", "eq. 2's damping width σ (> 0)", "1.5")
-        .option("--bookkeeper-period-s <s>", "length of a bookkeeper period T in seconds", String(DEFAULT_BOOKKEEPER_PERIOD_S)),
+        .option("--bookkeeper-period-s <s>", "length of a bookkeeper period T in seconds", String(DEFAULT_BOOKKEEPER_PERIOD_S))
+        .option("--bid-bond <amount>", "auction: bond a pile puts up with its first bid, refunded unless it never reveals", `${DEFAULT_AUCTION_TERMS.bidBondWei}`)
+        .option("--min-invitation-deposit <amount>", "auction: least deposit an EV puts up with an invitation", `${DEFAULT_AUCTION_TERMS.minInvitationDepositWei}`)
+        .option("--convergence-bps <bps>", "auction: bidding goes on while the best price improves by at least this many basis points", String(DEFAULT_AUCTION_TERMS.convergenceBps))
+        .option("--max-bidders <n>", `auction: most piles that may bid for one invitation (1..${MAX_BIDDER_CAP})`, String(DEFAULT_AUCTION_TERMS.maxBidders))
+        .option("--decision-seconds <s>", "auction: time the EV has to decide, then to open the session, before bidders may claim its deposit", String(DEFAULT_AUCTION_TERMS.decisionSeconds)),
       { withConfig: false },
     ),
     0,
@@ -88,6 +103,7 @@ export function registerChainCommands(program: Command): void {
     if (sigma <= 0n) throw new UsageError(`--sigma must be greater than 0, got ${options.sigma}`);
     const bookkeeperPeriodS = BigInt(parseUint(options.bookkeeperPeriodS, "--bookkeeper-period-s"));
     if (bookkeeperPeriodS === 0n) throw new UsageError("--bookkeeper-period-s must be > 0");
+    const auction = parseAuctionTerms(options);
     const provider = await chainProvider(options);
     try {
       const deployer = await resolveSigner(options, provider);
@@ -99,6 +115,7 @@ export function registerChainCommands(program: Command): void {
         mu,
         sigma,
         bookkeeperPeriodS,
+        auction,
         onProgress: progress,
       });
       writeDeployment(options.out, deployment);
@@ -174,6 +191,21 @@ export function registerChainCommands(program: Command): void {
       provider.destroy();
     }
   });
+}
+
+/** The PricingAuction's constructor terms, checked as its constructor checks them (it reverts InvalidParameters). */
+function parseAuctionTerms(options: DeployOptions): AuctionTerms {
+  const bidBondWei = parseWei(options.bidBond, "--bid-bond");
+  const minInvitationDepositWei = parseWei(options.minInvitationDeposit, "--min-invitation-deposit");
+  if (minInvitationDepositWei >= 2n ** 96n) {
+    throw new UsageError(`--min-invitation-deposit: must be below 2^96 wei (the contract's deposit field), got ${minInvitationDepositWei}`);
+  }
+  const convergenceBps = parseUint(options.convergenceBps, "--convergence-bps", 10_000);
+  const maxBidders = parseUint(options.maxBidders, "--max-bidders", MAX_BIDDER_CAP);
+  if (maxBidders === 0) throw new UsageError(`--max-bidders: must be 1..${MAX_BIDDER_CAP}, got 0`);
+  const decisionSeconds = parseUint(options.decisionSeconds, "--decision-seconds", 0xffffffff);
+  if (decisionSeconds === 0) throw new UsageError("--decision-seconds: must be more than 0");
+  return { bidBondWei, minInvitationDepositWei, convergenceBps, maxBidders, decisionSeconds };
 }
 
 /** The pile's device key sends authorize and settle transactions, so it needs gas money. */

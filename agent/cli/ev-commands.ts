@@ -1,11 +1,43 @@
 import { formatEther, formatUnits, getAddress, isAddress } from "ethers";
 import type { Command } from "commander";
-import { connectEvaluations, connectLedger, connectRegistry, Role } from "../chain/contracts.ts";
-import { mined, openGate, openSession, payDebt, rateSession } from "../chain/operations.ts";
+import { runAuctionAsEv, type EvAuctionEvent } from "../auction/ev-auction.ts";
+import {
+  MAX_ROUNDS,
+  MAX_ROUND_SECONDS,
+  PRICE_ONLY_WEIGHTS,
+  ROUND_TABLE_HEADER,
+  areaIdOfCell,
+  cellOfArea,
+  decisionCommitmentOf,
+  describeWeights,
+  formatRoundLine,
+  parseCell,
+  parseWeights,
+  weightsTuple,
+} from "../auction/ev-auction-rules.ts";
+import {
+  AuctionPhase,
+  connectEvaluations,
+  connectLedger,
+  connectPricingAuction,
+  connectRegistry,
+  Role,
+} from "../chain/contracts.ts";
+import {
+  mined,
+  openAuctionSession,
+  openGate,
+  openSession,
+  payDebt,
+  rateSession,
+  withdrawFromAuction,
+  type OpenedAuctionSession,
+} from "../chain/operations.ts";
 import { cpIdOf } from "../chain/session-total.ts";
 import { RuntimeError, UsageError } from "../errors.ts";
 import { attestOnDevChain } from "./chain-commands.ts";
 import {
+  DEFAULT_DEPLOYMENT,
   addChainOptions,
   addSignerOptions,
   chainProvider,
@@ -19,9 +51,11 @@ import {
 } from "./chain-context.ts";
 
 interface OpenOptions extends SignerOptions {
-  cp: string;
+  cp?: string;
   maxEnergyWh: string;
-  deposit: string;
+  deposit?: string;
+  invitation?: string;
+  r?: string;
 }
 
 interface SessionOptions extends SignerOptions {
@@ -34,6 +68,20 @@ interface RateOptions extends SessionOptions {
 
 interface PayDebtOptions extends SignerOptions {
   amount?: string;
+}
+
+interface InviteOptions extends SignerOptions {
+  area?: string;
+  cell?: string;
+  energyWh: string;
+  minPowerW: string;
+  weights?: string;
+  roundSeconds: string;
+  maxRounds: string;
+  deposit?: string;
+  invitationDeposit?: string;
+  open?: boolean;
+  pollMs: string;
 }
 
 interface StatusOptions extends SignerOptions {
@@ -51,20 +99,102 @@ export function reputationDecimal(value: bigint): string {
   return formatUnits(value, 18).replace(/\.0$/, "");
 }
 
+/** `ev open --invitation N --r 0x…`: the session of an auction decided earlier by `ev invite` without `--open`. */
+async function openDecidedAuction(options: OpenOptions): Promise<void> {
+  if (options.invitation === undefined || options.r === undefined) {
+    throw new UsageError("--invitation ID and --r HEX go together: both name the decided auction whose session to open");
+  }
+  if (options.cp !== undefined) throw new UsageError("--cp cannot be given with --invitation: the auction decided the charge point");
+  const invitationId = BigInt(parseUint(options.invitation, "--invitation"));
+  if (!/^0x[0-9a-fA-F]{64}$/.test(options.r)) throw new UsageError(`--r: expected 0x and 64 hex digits, got "${options.r}"`);
+  const r = options.r;
+  const depositWei = options.deposit === undefined ? undefined : parseWei(options.deposit, "--deposit");
+  if (depositWei === 0n) throw new UsageError("--deposit: must be more than 0");
+  const config = optionalConfig(options);
+  const deploymentPath = options.deployment ?? config?.chain.deployment ?? DEFAULT_DEPLOYMENT;
+  const deployment = deploymentOf(options, config);
+  if (!deployment.PricingAuction) {
+    throw new UsageError(`the deployment file ${deploymentPath} names no PricingAuction contract, so it holds no auction to open a session of`);
+  }
+  const provider = await chainProvider(options, config);
+  try {
+    const wallet = await resolveSigner(options, provider);
+    const address = await wallet.getAddress();
+    const auction = connectPricingAuction(deployment.PricingAuction, wallet);
+    if (invitationId === 0n || invitationId > (await auction.invitationCount())) {
+      throw new UsageError(`--invitation: no invitation ${invitationId} exists in the PricingAuction at ${deployment.PricingAuction}`);
+    }
+    const [invitation, progress] = await Promise.all([auction.invitation(invitationId), auction.progress(invitationId)]);
+    if (invitation.ev !== address) {
+      throw new UsageError(`invitation ${invitationId} belongs to EV ${invitation.ev}, not to ${address}: only its own EV may open its session`);
+    }
+    if (progress.phase !== AuctionPhase.Decided) {
+      throw new RuntimeError(`invitation ${invitationId} is ${auctionPhaseName(progress.phase)}, not decided: only a decided auction opens a session`);
+    }
+    // Checked here, where a wrong r is one clear sentence, rather than as the ledger's DecisionMismatch revert.
+    if (decisionCommitmentOf(address, progress.winnerCpId, r) !== progress.decisionCommitment) {
+      throw new UsageError(`--r does not match the decision commitment ${progress.decisionCommitment} of invitation ${invitationId}`);
+    }
+    const bid = await auction.bidOf(invitationId, progress.winnerCpId);
+    const session = await openAuctionSession(
+      connectLedger(deployment.ChargingLedger, wallet),
+      address,
+      { invitationId, r, energyWh: Number(invitation.energyWh), pricePerKWh: bid.pricePerKWh },
+      depositWei,
+    );
+    process.stdout.write(`${auctionSessionLines(session).join("\n")}\n`);
+  } finally {
+    provider.destroy();
+  }
+}
+
+function auctionSessionLines(session: OpenedAuctionSession): string[] {
+  return [
+    `session ${session.sessionId} opened at cpId ${session.cpId}`,
+    `  price:    ${session.pricePerKWh} wei/kWh (the auction's)`,
+    `  energy:   up to ${session.maxEnergyWh} Wh`,
+    `  deposit:  ${weiAndEther(session.depositWei)}`,
+    `  returned: the invitation deposit is withdrawable with trustpile ev withdraw`,
+    `  tx:       ${session.receipt.hash}`,
+  ];
+}
+
+function auctionPhaseName(phase: bigint): string {
+  const name = Object.entries(AuctionPhase).find(([, value]) => value === phase)?.[0];
+  return name === undefined ? `in phase ${phase}` : name.replace(/[A-Z]/g, (letter, index: number) => (index === 0 ? letter : ` ${letter}`)).toLowerCase();
+}
+
+/** An area id as the contract packs it (x << 32 | y), a whole number up to 2^64 − 1. */
+function parseAreaId(value: string): bigint {
+  if (!/^\s*\d+\s*$/.test(value) || BigInt(value.trim()) > 0xffff_ffff_ffff_ffffn) {
+    throw new UsageError(`--area: expected an area id 0..18446744073709551615 (x << 32 | y), or use --cell X,Y; got "${value}"`);
+  }
+  return BigInt(value.trim());
+}
+
 export function registerEvCommands(program: Command): void {
-  const ev = program.command("ev").description("EV wallet: deposits and sessions (for hw-sim, tests and installers)");
+  const ev = program.command("ev").description("EV wallet: deposits, sessions and pricing auctions (for hw-sim, tests and installers)");
 
   addSignerOptions(
     addChainOptions(
       ev
         .command("open")
-        .description("open a charging session at a charge point with a deposit")
-        .requiredOption("--cp <id>", "charge point: its chargePointId (cp-001) or on-chain cpId (0x…)")
-        .requiredOption("--deposit <amount>", "deposit: wei, or with a unit (0.01ether)")
-        .option("--max-energy-wh <wh>", "stop after this much energy", "20000"),
+        .description("open a charging session at a charge point with a deposit, or the session an auction decided")
+        .option("--cp <id>", "charge point: its chargePointId (cp-001) or on-chain cpId (0x…)")
+        .option("--deposit <amount>", "deposit: wei, or with a unit (0.01ether); with --invitation default energy × price")
+        .option("--max-energy-wh <wh>", "stop after this much energy", "20000")
+        .option("--invitation <id>", "instead of --cp: open the session of this decided auction (ev invite without --open)")
+        .option("--r <hex>", "with --invitation: the r that ev invite printed"),
     ),
     1,
   ).action(async (options: OpenOptions) => {
+    if (options.invitation !== undefined || options.r !== undefined) {
+      await openDecidedAuction(options);
+      return;
+    }
+    if (options.cp === undefined || options.deposit === undefined) {
+      throw new UsageError("ev open needs --cp ID and --deposit AMOUNT, or --invitation ID and --r HEX for a decided auction");
+    }
     const maxEnergyWh = parseUint(options.maxEnergyWh, "--max-energy-wh", 0xffffffff);
     if (maxEnergyWh === 0) throw new UsageError("--max-energy-wh: must be more than 0");
     const depositWei = parseWei(options.deposit, "--deposit");
@@ -111,6 +241,128 @@ export function registerEvCommands(program: Command): void {
           "",
         ].join("\n"),
       );
+    } finally {
+      provider.destroy();
+    }
+  });
+
+  addSignerOptions(
+    addChainOptions(
+      ev
+        .command("invite")
+        .description("find a charge point by auction (Algorithm 2): invite the piles in and around a grid cell to bid, follow the rounds, pick the winner")
+        .option("--area <id>", "area id to invite (a grid cell packed as x << 32 | y)")
+        .option("--cell <x,y>", "the grid cell to invite, instead of --area")
+        .requiredOption("--energy-wh <wh>", "energy to buy in Wh")
+        .option("--min-power-w <w>", "least charging power a bid may offer, in W", "0")
+        .option("--weights <p,w,d,r>", "screening weights price,power,distance,reputation", "1,0,0,0")
+        .option("--round-seconds <s>", `length of each round's commit and reveal window (1..${MAX_ROUND_SECONDS})`, "30")
+        .option("--max-rounds <n>", `most rounds to wait for the price to converge (1..${MAX_ROUNDS})`, "3")
+        .option("--deposit <amount>", "session deposit with --open: wei, or with a unit (0.01ether); default energy × price")
+        .option("--invitation-deposit <amount>", "deposit held by the auction until the session opens; default the contract's minimum")
+        .option("--open", "open the session with the winner at the auction price")
+        .option("--poll-ms <ms>", "how often to look at the chain while a round runs", "1000"),
+    ),
+    1,
+  ).action(async (options: InviteOptions) => {
+    if ((options.area === undefined) === (options.cell === undefined)) {
+      throw new UsageError("give exactly one of --area ID or --cell X,Y to say where to invite bids");
+    }
+    const areaId = options.cell !== undefined ? areaIdOfCell(parseCell(options.cell, "--cell")) : parseAreaId(options.area ?? "");
+    const energyWh = parseUint(options.energyWh, "--energy-wh", 0xffffffff);
+    if (energyWh === 0) throw new UsageError("--energy-wh: must be more than 0");
+    const minPowerW = parseUint(options.minPowerW, "--min-power-w", 0xffffffff);
+    const weights = options.weights === undefined ? PRICE_ONLY_WEIGHTS : parseWeights(options.weights, "--weights");
+    const roundSeconds = parseUint(options.roundSeconds, "--round-seconds", MAX_ROUND_SECONDS);
+    if (roundSeconds === 0) throw new UsageError(`--round-seconds: must be 1..${MAX_ROUND_SECONDS}, got 0`);
+    const maxRounds = parseUint(options.maxRounds, "--max-rounds", MAX_ROUNDS);
+    if (maxRounds === 0) throw new UsageError(`--max-rounds: must be 1..${MAX_ROUNDS}, got 0`);
+    const sessionDepositWei = options.deposit === undefined ? undefined : parseWei(options.deposit, "--deposit");
+    if (sessionDepositWei === 0n) throw new UsageError("--deposit: must be more than 0");
+    if (sessionDepositWei !== undefined && !options.open) throw new UsageError("--deposit is the session's deposit: it needs --open");
+    const invitationDepositOption =
+      options.invitationDeposit === undefined ? undefined : parseWei(options.invitationDeposit, "--invitation-deposit");
+    const pollIntervalMs = parseUint(options.pollMs, "--poll-ms", 60_000);
+    if (pollIntervalMs === 0) throw new UsageError("--poll-ms: must be more than 0");
+
+    const config = optionalConfig(options);
+    const deploymentPath = options.deployment ?? config?.chain.deployment ?? DEFAULT_DEPLOYMENT;
+    const deployment = deploymentOf(options, config);
+    if (!deployment.PricingAuction) {
+      throw new UsageError(
+        `the deployment file ${deploymentPath} names no PricingAuction contract, so there is no auction to invite bids in: deploy again with trustpile chain deploy`,
+      );
+    }
+    const provider = await chainProvider(options, config);
+    try {
+      const wallet = await resolveSigner(options, provider);
+      const address = await wallet.getAddress();
+      const registry = connectRegistry(deployment.Registry, wallet);
+      if (!(await registry.isAttested(address, Role.EV))) {
+        await attestOnDevChain(provider, deployment.Registry, address, Role.EV);
+      }
+      const ledger = connectLedger(deployment.ChargingLedger, wallet);
+      const [canCharge, debtWei] = await Promise.all([ledger.canCharge(address), ledger.debt(address)]);
+      if (debtWei > 0n) {
+        throw new RuntimeError(
+          `EV ${address} cannot charge while it owes a debt of ${weiAndEther(debtWei)} from an earlier session, so the auction refuses its invitation: run trustpile ev pay-debt`,
+        );
+      }
+      if (!canCharge) {
+        throw new RuntimeError(`EV ${address} cannot charge (its EV attestation is missing or expired), so the auction refuses its invitation`);
+      }
+      const auction = connectPricingAuction(deployment.PricingAuction, wallet);
+      const minDepositWei = (await auction.parameters()).minDeposit;
+      if (invitationDepositOption !== undefined && invitationDepositOption < minDepositWei) {
+        throw new UsageError(
+          `--invitation-deposit: ${invitationDepositOption} wei is below the auction's minimum of ${weiAndEther(minDepositWei)}`,
+        );
+      }
+      const cell = cellOfArea(areaId);
+      const write = (line: string): void => void process.stdout.write(`${line}\n`);
+      const onProgress = (event: EvAuctionEvent): void => {
+        if (event.kind === "invited") {
+          write(`invitation ${event.invitationId} in cell ${cell.x},${cell.y} (area ${areaId}) and the cells around it`);
+          write(`  wants:    ${energyWh} Wh at ${minPowerW} W or more`);
+          write(`  weights:  ${describeWeights(weights)}`);
+          write(`  rounds:   up to ${maxRounds}, each ${roundSeconds} s to commit and ${roundSeconds} s to reveal`);
+          write(`  deposit:  ${weiAndEther(event.depositWei)} held by the auction until the session opens`);
+          write(`  tx:       ${event.txHash}`);
+          write(ROUND_TABLE_HEADER);
+        } else if (event.kind === "round-closed") {
+          write(formatRoundLine(event.report));
+        }
+      };
+      const outcome = await runAuctionAsEv({
+        auction,
+        invitation: { areaId, energyWh, minPowerW, weights: weightsTuple(weights), roundSeconds, maxRounds },
+        ...(invitationDepositOption !== undefined ? { invitationDepositWei: invitationDepositOption } : {}),
+        onProgress,
+        pollIntervalMs,
+      });
+      if (outcome.status === "failed") {
+        throw new RuntimeError(`${outcome.message}; the invitation deposit is withdrawable with trustpile ev withdraw`);
+      }
+      write(`winner:    cpId ${outcome.winnerCpId}${outcome.score === null ? "" : ` (score ${outcome.score})`}`);
+      write(`price:     ${outcome.pricePerKWh} wei/kWh (${formatEther(outcome.pricePerKWh)} per kWh)`);
+      write(`c:         ${outcome.decisionCommitment}`);
+      write(`tx:        ${outcome.finalizeReceipt.hash}`);
+      if (!options.open) {
+        const { decisionSeconds } = await auction.parameters();
+        // r is what claims the decision, so it has to reach the user who opens the session later.
+        write(`r:         ${outcome.r}`);
+        write(
+          `next: within ${decisionSeconds} s run trustpile ev open --invitation ${outcome.invitationId} --r ${outcome.r}, or the winner may claim the invitation deposit`,
+        );
+        return;
+      }
+      const session = await openAuctionSession(
+        ledger,
+        address,
+        { invitationId: outcome.invitationId, r: outcome.r, energyWh, pricePerKWh: outcome.pricePerKWh },
+        sessionDepositWei,
+      );
+      for (const line of auctionSessionLines(session)) write(line);
     } finally {
       provider.destroy();
     }
@@ -278,14 +530,27 @@ export function registerEvCommands(program: Command): void {
     const provider = await chainProvider(options, config);
     try {
       const wallet = await resolveSigner(options, provider);
-      const ledger = connectLedger(deploymentOf(options, config).ChargingLedger, wallet);
-      const amount = await ledger.withdrawable(await wallet.getAddress());
-      if (amount === 0n) {
+      const address = await wallet.getAddress();
+      const deployment = deploymentOf(options, config);
+      const ledger = connectLedger(deployment.ChargingLedger, wallet);
+      const amount = await ledger.withdrawable(address);
+      // The auction keeps its own credits: a returned invitation deposit, bonds forfeited to this EV.
+      const fromAuction = deployment.PricingAuction
+        ? await withdrawFromAuction(connectPricingAuction(deployment.PricingAuction, wallet), address)
+        : { amountWei: 0n };
+      if (amount === 0n && fromAuction.amountWei === 0n) {
         process.stdout.write("nothing to withdraw\n");
         return;
       }
-      const receipt = await mined("withdrawing", () => ledger.withdraw());
-      process.stdout.write(`withdrew ${amount} wei (${formatEther(amount)}) (tx ${receipt.hash})\n`);
+      if (amount > 0n) {
+        const receipt = await mined("withdrawing", () => ledger.withdraw());
+        process.stdout.write(`withdrew ${amount} wei (${formatEther(amount)}) (tx ${receipt.hash})\n`);
+      }
+      if (fromAuction.receipt) {
+        process.stdout.write(
+          `withdrew ${fromAuction.amountWei} wei (${formatEther(fromAuction.amountWei)}) from the pricing auction (tx ${fromAuction.receipt.hash})\n`,
+        );
+      }
     } finally {
       provider.destroy();
     }

@@ -1,6 +1,8 @@
 import { join } from "node:path";
 import type { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
+import type { BiddingPolicyConfig } from "../bidder/index.ts";
 import { createLogger } from "../logging.ts";
 import { readPasswordFileChecked, loadKeystore } from "../crypto/keystore.ts";
 import { connectProvider } from "../chain/provider.ts";
@@ -21,6 +23,11 @@ import type { Meter } from "../../drivers/meters/types.ts";
 import { openGpio } from "../../drivers/gpio/index.ts";
 import { createSimGpio } from "../../drivers/gpio/sim.ts";
 import { startHwSim, type HwSim } from "../../hw-sim/index.ts";
+
+/** The config's `bidding` section as the bidder takes it; the schema requires both prices when it is enabled. */
+function biddingPolicyOf(bidding: NonNullable<Config["bidding"]>): BiddingPolicyConfig {
+  return { enabled: bidding.enabled, floorPricePerKWh: bidding.floorPricePerKWh ?? 0n, undercutStep: bidding.undercutStep ?? 0n };
+}
 
 export function registerStartCommand(program: Command): void {
   program
@@ -78,6 +85,8 @@ export function registerStartCommand(program: Command): void {
           telemetry?.onStep(state, event, commands);
         },
         ...(telemetry ? { onSample: telemetry.onSample.bind(telemetry) } : {}),
+        ...(config.bidding ? { bidding: biddingPolicyOf(config.bidding) } : {}),
+        ...(telemetry?.onAuctionEvent ? { onAuctionEvent: telemetry.onAuctionEvent.bind(telemetry) } : {}),
       }).catch(async (error: unknown) => {
         // The MQTT connection would keep the process alive after a failed start.
         await telemetry?.close(500).catch(() => undefined);

@@ -11,6 +11,8 @@
  *   (count, last time, last tx hash and nonce) and the confirmation, and every change is committed on its own, so
  *   after a crash a `done` row is never sent again and a `pending` one is retried under the same key.
  * - the chain cursor and recent block hashes for reorg detection, and a small key/value store for settings.
+ * - the bidder's auction bids (schema 2): one row per invitation the pile bids in, holding the sealed bid (price,
+ *   power, salt, commitment) written before its commit transaction is queued, so a restart can still reveal it.
  *
  * Every write method is one committed transaction; `transaction(fn)` groups several (nested calls become savepoints).
  */
@@ -21,7 +23,7 @@ import { RuntimeError } from "../errors.ts";
 import { decodeJson, encodeJson } from "./json.ts";
 
 /** The schema version this code writes; `openJournal` migrates older journals forward to it. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export interface JournalEventInput {
   type: string;
@@ -58,6 +60,15 @@ export interface OutboxItem {
   createdAt: number;
   /** When the item became `done` or `failed`. */
   completedAt: number | undefined;
+}
+
+/** The bidder's record of one invitation; `entry` is the bidder's own JSON (agent/bidder), bigints allowed. */
+export interface AuctionBidRow {
+  invitationId: bigint;
+  /** `active` until the bidder has nothing left to do for the invitation (bond back, outcome reported). */
+  status: "active" | "finished";
+  entry: unknown;
+  updatedAt: number;
 }
 
 export interface ChainCursor {
@@ -123,6 +134,12 @@ export interface Journal {
   /** Stores a JSON value (bigints allowed); `undefined` deletes the key. */
   setValue(key: string, value: unknown): void;
 
+  /** Stores (or replaces) the bidder's entry for an invitation; durable when it returns. */
+  saveAuctionBid(invitationId: bigint, status: AuctionBidRow["status"], entry: unknown): void;
+  auctionBid(invitationId: bigint): AuctionBidRow | undefined;
+  /** Entries with status `active`, oldest invitation first: what a restarted bidder resumes. */
+  activeAuctionBids(): AuctionBidRow[];
+
   /** Runs `fn` as one transaction (synchronous only): all of its journal writes commit together or not at all. */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -186,7 +203,28 @@ const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   ) STRICT;
   `,
+  `
+  CREATE TABLE auction_bids (
+    -- Decimal text: invitation ids are uint256 on chain.
+    invitation_id TEXT PRIMARY KEY CHECK (invitation_id GLOB '[0-9]*'),
+    status TEXT NOT NULL CHECK (status IN ('active', 'finished')),
+    entry TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX auction_bids_active ON auction_bids (status) WHERE status = 'active';
+  `,
 ];
+
+interface AuctionBidDbRow {
+  invitation_id: string;
+  status: AuctionBidRow["status"];
+  entry: string;
+  updated_at: number;
+}
+
+function toAuctionBid(row: AuctionBidDbRow): AuctionBidRow {
+  return { invitationId: BigInt(row.invitation_id), status: row.status, entry: decodeJson(row.entry), updatedAt: row.updated_at };
+}
 
 interface EventRow {
   seq: number;
@@ -413,6 +451,15 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
        ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
     ),
     deleteValue: conn.prepare<[string]>("DELETE FROM settings WHERE key = ?"),
+
+    saveAuctionBid: conn.prepare<[string, string, string, number]>(
+      `INSERT INTO auction_bids (invitation_id, status, entry, updated_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (invitation_id) DO UPDATE SET status = excluded.status, entry = excluded.entry, updated_at = excluded.updated_at`,
+    ),
+    auctionBid: conn.prepare<[string], AuctionBidDbRow>("SELECT invitation_id, status, entry, updated_at FROM auction_bids WHERE invitation_id = ?"),
+    activeAuctionBids: conn.prepare<[], AuctionBidDbRow>(
+      "SELECT invitation_id, status, entry, updated_at FROM auction_bids WHERE status = 'active' ORDER BY length(invitation_id), invitation_id",
+    ),
   };
 
   function lastSeq(): number {
@@ -565,6 +612,17 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
       if (value === undefined) stmt.deleteValue.run(key);
       else stmt.setValue.run(key, encodeJson(value), now());
     },
+
+    saveAuctionBid(invitationId, status, entry) {
+      if (invitationId < 0n) fail(`auction invitation id must be >= 0, got ${invitationId}`);
+      if (status !== "active" && status !== "finished") fail(`auction bid status must be "active" or "finished", got ${JSON.stringify(status)}`);
+      stmt.saveAuctionBid.run(invitationId.toString(), status, encodeJson(entry), now());
+    },
+    auctionBid(invitationId) {
+      const row = stmt.auctionBid.get(invitationId.toString());
+      return row === undefined ? undefined : toAuctionBid(row);
+    },
+    activeAuctionBids: () => stmt.activeAuctionBids.all().map(toAuctionBid),
 
     transaction: (fn) => conn.transaction(fn)(),
     close() {

@@ -22,6 +22,8 @@ import { createTxSender, txKey, type SettlePayload, type TxOutcome } from "../ch
 import { ledgerDomain, signSessionTotal } from "../chain/session-total.ts";
 import type { Logger } from "../logging.ts";
 import { describeError } from "../errors.ts";
+import { pileIsIdle, startBidder, type BiddingPolicyConfig, type RunningBidder } from "../bidder/index.ts";
+import type { AuctionEvent } from "../telemetry/messages.ts";
 
 export interface AgentIo {
   meter: Meter;
@@ -52,6 +54,15 @@ export interface AgentOptions {
   onStep?: (state: CoreState, event: CoreEvent, commands: CoreCommand[]) => void;
   /** Called with every good meter sample, per-phase values included, before the core sees it (telemetry). */
   onSample?: (sample: MeterSample) => void;
+  /**
+   * The config's `bidding` section. The bidder runs when it is enabled, and also when it is not but the journal
+   * still holds auctions in progress (their commits must be revealed and their bonds recovered).
+   */
+  bidding?: BiddingPolicyConfig;
+  /** The bidder's reports (an auction won), for telemetry. */
+  onAuctionEvent?: (event: AuctionEvent) => void;
+  /** Bidder poll interval; default 500 ms. */
+  bidderPollIntervalMs?: number;
 }
 
 export interface RunningAgent {
@@ -105,6 +116,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const sender = createTxSender({
     wallet: chain.wallet,
     ledgerAddress: chain.deployment.ChargingLedger,
+    ...(chain.deployment.PricingAuction ? { auctionAddress: chain.deployment.PricingAuction } : {}),
     outbox: journal,
     log: (message, fields) => log.info(fields ?? {}, message),
   });
@@ -332,6 +344,30 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     setInterval(() => void process({ type: "tick", atMs: clock() }), 250),
   );
 
+  // The bidder shares this agent's tx sender (one nonce tracker for the device key) and asks the core's state
+  // whether the pile is free; it never touches the relay.
+  let bidder: RunningBidder | undefined;
+  const bidding = options.bidding;
+  if (bidding && (bidding.enabled || journal.activeAuctionBids().length > 0)) {
+    if (!chain.deployment.PricingAuction) {
+      log.warn("bidding is enabled but the deployment has no PricingAuction address; not bidding");
+    } else {
+      bidder = startBidder({
+        provider: chain.provider,
+        wallet: chain.wallet,
+        deployment: chain.deployment,
+        cpId: chain.cpId,
+        journal,
+        policy: bidding,
+        log: log.child({ component: "bidder" }),
+        sender,
+        isIdle: () => pileIsIdle(state),
+        ...(options.onAuctionEvent ? { onAuctionEvent: options.onAuctionEvent } : {}),
+        ...(options.bidderPollIntervalMs !== undefined ? { pollIntervalMs: options.bidderPollIntervalMs } : {}),
+      });
+    }
+  }
+
   return {
     relay,
     state: () => state,
@@ -340,6 +376,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       if (stopped) return;
       await process({ type: "shutdown", atMs: clock() });
       stopped = true;
+      await bidder?.stop();
       for (const timer of timers) clearInterval(timer);
       await chain.provider.off("block", onBlock);
       await watcher.stop();

@@ -20,7 +20,7 @@ import { costOf } from "../chain/cost.ts";
 
 export { costOf };
 import { openJournal, type Journal } from "../journal/journal.ts";
-import { startAgent, type RunningAgent } from "../runtime/agent.ts";
+import { startAgent, type AgentOptions, type RunningAgent } from "../runtime/agent.ts";
 import { silentLogger, type Logger } from "../logging.ts";
 import { freePort } from "../net.ts";
 import { generateEncryptionKeyPair, sealTo } from "../crypto/seal.ts";
@@ -48,6 +48,8 @@ export interface SimWorldOptions {
   onStep?: (state: CoreState, event: CoreEvent, commands: CoreCommand[]) => void;
   /** Every good meter sample the agent reads (telemetry). */
   onSample?: (sample: MeterSample) => void;
+  /** The agent's `bidding` policy and hooks (agent/bidder), passed through to `startAgent`. */
+  bidding?: Pick<AgentOptions, "bidding" | "onAuctionEvent" | "bidderPollIntervalMs">;
 }
 
 export interface SimWorld {
@@ -149,6 +151,7 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
       chainPollIntervalMs: 250,
       ...(options.onStep ? { onStep: options.onStep } : {}),
       ...(options.onSample ? { onSample: options.onSample } : {}),
+      ...options.bidding,
     });
     cleanups.push(() => agent.stop());
     return {

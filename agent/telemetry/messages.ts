@@ -155,6 +155,35 @@ export function eventMessage(topics: Topics, atMs: number, level: EventLevel, te
   return message(topics.event, "event", payload);
 }
 
+/**
+ * What the bidder reports (agent/bidder): `won` when the auction decided for this pile, so operators know a session
+ * at the auction price is on its way (it then arrives through the ledger like any other).
+ */
+export interface AuctionEvent {
+  type: "won";
+  atMs: number;
+  invitationId: bigint;
+  pricePerKWh: bigint;
+  /** The `Decided` transaction. */
+  txHash: string;
+}
+
+/** Published on `event`, level info: { ts, level, message, sessionId: null, auction: { event, invitationId, pricePerKWh, txHash } }. */
+export interface AuctionEventPayload extends EventPayload {
+  auction: { event: AuctionEvent["type"]; invitationId: string; pricePerKWh: string; txHash: string };
+}
+
+export function auctionEventMessage(topics: Topics, event: AuctionEvent): TelemetryMessage {
+  const payload: AuctionEventPayload = {
+    ts: iso(event.atMs),
+    level: "info",
+    message: `won auction ${event.invitationId} at ${event.pricePerKWh} wei/kWh; expecting its session`,
+    sessionId: null,
+    auction: { event: event.type, invitationId: event.invitationId.toString(), pricePerKWh: event.pricePerKWh.toString(), txHash: event.txHash },
+  };
+  return message(topics.event, "event", payload);
+}
+
 /** `session` messages for one step: `previous` is undefined for the first step this process sees. */
 export function sessionMessages(
   topics: Topics,

@@ -20,7 +20,7 @@ import { connect, ErrorWithReasonCode, type IClientOptions, type MqttClient } fr
 import { describeError } from "../errors.ts";
 import { TelemetryBuffer, type BufferEntry } from "./buffer.ts";
 import { discoveryMessages } from "./discovery.ts";
-import { createMessageBuilder } from "./messages.ts";
+import { auctionEventMessage, createMessageBuilder } from "./messages.ts";
 import type { Telemetry, TelemetryMessage, TelemetryOptions, TelemetryStats } from "./types.ts";
 
 /** What an unset `mqtt.meterIntervalMs` / `mqtt.bufferLimit` means. */
@@ -307,6 +307,9 @@ export function createTelemetry(options: TelemetryOptions, tuning: TelemetryTuni
     },
     onSample(sample) {
       defer("meter message", () => builder.fromSample(sample));
+    },
+    onAuctionEvent(event) {
+      defer("auction event", () => [auctionEventMessage(builder.topics, event)]);
     },
     stats(): TelemetryStats {
       buildPending();

@@ -10,13 +10,15 @@
  *   session  on every phase transition of a session: { ts, sessionId, phase, previousPhase, ev, depositWei,
  *            priceWeiPerKWh, budgetWh, meterStartWh|null, energyWh, stopReason|null, depositTxHash,
  *            authorizeTxHash|null, settleTxHash|null } (wei as decimal strings)
- *   event    faults, warnings and notable info: { ts, level: "fault"|"warning"|"info", message, sessionId|null }
+ *   event    faults, warnings and notable info: { ts, level: "fault"|"warning"|"info", message, sessionId|null };
+ *            an auction won adds auction: { event: "won", invitationId, pricePerKWh, txHash } (messages.ts)
  * `ts` is an ISO-8601 UTC string.
  */
 import type { MeterSample } from "../../drivers/meters/types.ts";
 import type { Config } from "../config/schema.ts";
 import type { CoreCommand, CoreEvent, CoreState } from "../core/types.ts";
 import type { Logger } from "../logging.ts";
+import type { AuctionEvent } from "./messages.ts";
 
 export type TelemetryTopic = "status" | "state" | "meter" | "session" | "event";
 
@@ -34,6 +36,8 @@ export interface TelemetrySink {
   onStep(state: CoreState, event: CoreEvent, commands: readonly CoreCommand[]): void;
   /** Every good meter sample (the agent's `onSample`). Returns at once; never throws. */
   onSample(sample: MeterSample): void;
+  /** What the bidder reports (an auction won). Returns at once; never throws. */
+  onAuctionEvent?(event: AuctionEvent): void;
 }
 
 export interface TelemetryStats {

@@ -98,3 +98,31 @@ library EvaluationsDeployment {
         ledger.setEvaluations(address(evaluations));
     }
 }
+
+import {PricingAuction} from "../../../contracts/PricingAuction.sol";
+
+/// @dev The PricingAuction constructor parameters (DESIGN §4.4), named so tests read which one they vary.
+struct AuctionParameters {
+    uint256 bidBondWei;
+    uint256 minDepositWei;
+    uint16 convergenceBps;
+    uint8 maxBidders;
+    uint32 decisionSeconds;
+}
+
+/**
+ * @dev Deploys Registry, ChargingLedger and Evaluations as EvaluationsDeployment does, then a PricingAuction on them,
+ * wired into the ledger (so `openAuctionSession` accepts its decisions) unless `wire` is false.
+ */
+library AuctionDeployment {
+    function deploy(AuctionParameters memory p, bool wire)
+        internal
+        returns (Registry registry, ChargingLedger ledger, Evaluations evaluations, PricingAuction auction)
+    {
+        (registry, ledger, evaluations) = EvaluationsDeployment.deploy();
+        auction = new PricingAuction(
+            registry, ledger, evaluations, p.bidBondWei, p.minDepositWei, p.convergenceBps, p.maxBidders, p.decisionSeconds
+        );
+        if (wire) ledger.setPricingAuction(auction);
+    }
+}
