@@ -551,6 +551,16 @@ contract PricingAuction {
         );
     }
 
+    /**
+     * @notice Until when the EV may decide (bidding ended) or open the session (decided); after it anyone may
+     * `abandon`. 0 in every other phase.
+     */
+    function decisionDeadline(uint256 invitationId) external view returns (uint256) {
+        Invitation storage inv = _invitation(invitationId);
+        if (inv.phase != Phase.Ended && inv.phase != Phase.Decided) return 0;
+        return uint256(inv.stampedAt) + _decisionSeconds;
+    }
+
     function withdrawable(address account) external view returns (uint256) {
         return _withdrawable[account];
     }

@@ -270,6 +270,7 @@ export function startBidder(options: BidderOptions): RunningBidder {
       revealEndsAtS: Number(progress.revealEndsAt),
       bestPriceLastRoundWeiPerKWh: progress.bestPriceLastRound,
       minPowerW: item.minPowerW,
+      decisionDeadlineS: phase === "ended" || phase === "decided" ? Number(await auction.decisionDeadline(item.invitationId)) : 0,
       winnerCpId: /^0x0+$/.test(progress.winnerCpId) ? undefined : progress.winnerCpId.toLowerCase(),
       ownBid,
       previousRoundPrices: wantsPrices ? await previousRoundPrices(item, round, headBlock) : new Map(),
@@ -345,6 +346,12 @@ export function startBidder(options: BidderOptions): RunningBidder {
           log.warn({ err: error }, "auction event consumer failed");
         }
         if (entry) journal.saveAuctionBid(invitationId, "active", { ...entry, winAnnounced: true });
+        return;
+      }
+      case "abandon": {
+        const abandonKey = auctionTxKey("abandonAuction", invitationId);
+        if (reportIfFailed(abandonKey, `abandoning invitation ${key} after the EV's decision window`)) return;
+        submit({ key: abandonKey, kind: "abandonAuction", payload: { invitationId } });
         return;
       }
       case "refundBond": {

@@ -29,6 +29,8 @@ export interface AuctionView {
   /** Best revealed price of the previous round (wei/kWh); 0 in round 1. */
   bestPriceLastRoundWeiPerKWh: bigint;
   minPowerW: number;
+  /** Until when (unix s) the EV may decide or, once decided, open its session; 0 outside those phases. */
+  decisionDeadlineS: number;
   /** The winner's cpId once decided, else undefined. */
   winnerCpId: string | undefined;
   /** This pile's bid as `bidOf` reports it. */
@@ -97,6 +99,8 @@ export type BidAction =
   | { type: "commit"; round: number; priceWeiPerKWh: bigint; powerW: number; salt: string }
   | { type: "reveal"; sealed: SealedBid }
   | { type: "closeRound"; round: number }
+  /** The EV let its decision window pass: end the auction so the bonds (and the EV's deposit) are paid out. */
+  | { type: "abandon" }
   /** The pile won: log and publish that a session is expected (once). */
   | { type: "announceWin" }
   | { type: "refundBond" }
@@ -114,11 +118,20 @@ export function decideBid(input: BidInput): BidAction {
   if (FINAL_PHASES.has(auction.phase)) {
     const won = auction.winnerCpId !== undefined && sameId(auction.winnerCpId, pile.cpId) && own.bond !== "none";
     if (won && entry && !entry.winAnnounced) return { type: "announceWin" };
+    if (won && auction.phase === "decided") {
+      // The winner keeps its bond in until the EV opens the session: an EV that never does pays the winner its
+      // deposit through `abandon`, and one withdrawal then collects both.
+      if (auction.decisionDeadlineS > 0 && nowS > auction.decisionDeadlineS) return { type: "abandon" };
+      return { type: "wait", reason: `the EV may open its session until ${auction.decisionDeadlineS}` };
+    }
     if (own.bond === "held") return { type: "refundBond" };
     if (own.bond === "settled" && entry && !entry.withdrawn) return { type: "withdrawBonds" };
     return { type: "done", outcome: outcomeOf(auction.phase, won, own.bond) };
   }
-  if (auction.phase === "ended") return { type: "wait", reason: "bidding ended; the EV screens and decides" };
+  if (auction.phase === "ended") {
+    if (own.bond === "held" && auction.decisionDeadlineS > 0 && nowS > auction.decisionDeadlineS) return { type: "abandon" };
+    return { type: "wait", reason: `bidding ended; the EV may decide until ${auction.decisionDeadlineS}` };
+  }
   if (auction.phase !== "bidding") return { type: "ignore", reason: `auction is in phase ${auction.phase}` };
 
   const round = auction.round;

@@ -99,11 +99,11 @@ export function createMemoryOutbox(): OutboxStore & { rows(): OutboxRow[] } {
 
 export type LedgerTxKind = "authorize" | "settle";
 /** The bidder's PricingAuction calls; `withdrawBonds` is the auction's `withdraw()`, not the ledger's. */
-export type AuctionTxKind = "commitBid" | "revealBid" | "closeRound" | "refundBond" | "withdrawBonds";
+export type AuctionTxKind = "commitBid" | "revealBid" | "closeRound" | "abandonAuction" | "refundBond" | "withdrawBonds";
 export type TxKind = LedgerTxKind | AuctionTxKind;
 
 const LEDGER_KINDS: readonly string[] = ["authorize", "settle"];
-const AUCTION_KINDS: readonly string[] = ["commitBid", "revealBid", "closeRound", "refundBond", "withdrawBonds"];
+const AUCTION_KINDS: readonly string[] = ["commitBid", "revealBid", "closeRound", "abandonAuction", "refundBond", "withdrawBonds"];
 
 export function isAuctionTxKind(kind: string): kind is AuctionTxKind {
   return AUCTION_KINDS.includes(kind);
@@ -141,6 +141,11 @@ export interface CloseRoundPayload {
   round: number;
 }
 
+/** abandonAuction: the EV let its decision window pass; anyone may end the auction and free the bonds. */
+export interface AbandonAuctionPayload {
+  invitationId: bigint;
+}
+
 export interface RefundBondPayload {
   invitationId: bigint;
   cpId: string;
@@ -157,6 +162,7 @@ export type TxItem =
   | { key: string; kind: "commitBid"; payload: CommitBidPayload }
   | { key: string; kind: "revealBid"; payload: RevealBidPayload }
   | { key: string; kind: "closeRound"; payload: CloseRoundPayload }
+  | { key: string; kind: "abandonAuction"; payload: AbandonAuctionPayload }
   | { key: string; kind: "refundBond"; payload: RefundBondPayload }
   | { key: string; kind: "withdrawBonds"; payload: WithdrawBondsPayload };
 
@@ -660,8 +666,10 @@ function classifyAuctionRevert(kind: AuctionTxKind, decoded: { name: string; arg
       return Number(decoded.args[1]) === meant ? { type: "wait", reason: text } : { type: "alreadyDone", reason: text };
     }
     case "WrongPhase":
-      // Bidding already ended: our close was done by someone else.
-      return kind === "closeRound" ? { type: "alreadyDone", reason: text } : { type: "failed", reason: text };
+      // Bidding already ended (our close), or the EV opened its session or someone else abandoned (our abandon).
+      return kind === "closeRound" || kind === "abandonAuction" ? { type: "alreadyDone", reason: text } : { type: "failed", reason: text };
+    case "DecisionWindowOpen":
+      return kind === "abandonAuction" ? { type: "wait", reason: text } : { type: "failed", reason: text };
     case "BondAlreadySettled":
       return kind === "refundBond" ? { type: "alreadyDone", reason: text } : { type: "failed", reason: text };
     case "NothingToWithdraw":
@@ -720,6 +728,8 @@ function auctionCallOf(kind: AuctionTxKind, payload: unknown): { data: string; v
     case "closeRound":
       toBigInt(p.round, "payload.round");
       return { data: auctionInterface.encodeFunctionData("closeRound", [invitationId]), valueWei: 0n };
+    case "abandonAuction":
+      return { data: auctionInterface.encodeFunctionData("abandon", [invitationId]), valueWei: 0n };
     case "refundBond":
       return { data: auctionInterface.encodeFunctionData("refund", [invitationId, cpId()]), valueWei: 0n };
     case "withdrawBonds":

@@ -825,6 +825,7 @@ contract PricingAuctionTest is Test {
         vm.warp(vm.getBlockTimestamp() + DECISION_S - 10);
         _finalize(id, CP_A);
         uint256 decidedAt = vm.getBlockTimestamp();
+        assertEq(auction.decisionDeadline(id), decidedAt + DECISION_S, "the window to open runs from the decision");
         vm.warp(decidedAt + DECISION_S);
         vm.expectRevert(abi.encodeWithSelector(PricingAuction.DecisionWindowOpen.selector, id, decidedAt + DECISION_S));
         auction.abandon(id);

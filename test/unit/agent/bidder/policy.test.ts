@@ -33,6 +33,7 @@ function auction(overrides: Partial<AuctionView> = {}): AuctionView {
     revealEndsAtS: 1_010,
     bestPriceLastRoundWeiPerKWh: 0n,
     minPowerW: 3_700,
+    decisionDeadlineS: 0,
     winnerCpId: undefined,
     ownBid: { committedRound: 0, revealedRound: 0, bond: "none" },
     previousRoundPrices: new Map(),
@@ -170,19 +171,32 @@ describe("decideBid while bidding", () => {
 });
 
 describe("decideBid after bidding", () => {
-  it("waits while the EV screens", () => {
-    expect(decideBid(input({ auction: auction({ phase: "ended", ownBid: { committedRound: 3, revealedRound: 3, bond: "held" } }) }))).toMatchObject({ type: "wait" });
+  it("waits while the EV screens, and abandons an auction whose EV let the decision window pass", () => {
+    const ended = auction({ phase: "ended", decisionDeadlineS: 2_000, ownBid: { committedRound: 3, revealedRound: 3, bond: "held" } });
+    expect(decideBid(input({ auction: ended, nowS: 2_000 }))).toMatchObject({ type: "wait" });
+    expect(decideBid(input({ auction: ended, nowS: 2_001 }))).toEqual({ type: "abandon" });
+    const refunded = { ...ended, ownBid: { ...ended.ownBid, bond: "settled" as const } };
+    expect(decideBid(input({ auction: refunded, nowS: 2_001 }))).toMatchObject({ type: "wait" });
   });
 
-  it("announces a win once, then refunds, withdraws and is done", () => {
-    const decided = (bond: "held" | "settled"): AuctionView =>
-      auction({ phase: "decided", winnerCpId: OWN.toUpperCase().replace("0X", "0x"), ownBid: { committedRound: 3, revealedRound: 3, bond } });
+  it("announces a win once, keeps its bond in until the EV opens the session, then refunds, withdraws and is done", () => {
+    const won = (phase: "decided" | "sessionOpened", bond: "held" | "settled"): AuctionView =>
+      auction({ phase, decisionDeadlineS: 2_000, winnerCpId: OWN.toUpperCase().replace("0X", "0x"), ownBid: { committedRound: 3, revealedRound: 3, bond } });
     const entry = sealedRound(3, 230n * GWEI);
-    expect(decideBid(input({ auction: decided("held"), entry }))).toEqual({ type: "announceWin" });
+    expect(decideBid(input({ auction: won("decided", "held"), entry }))).toEqual({ type: "announceWin" });
     const announced = { ...entry, winAnnounced: true };
-    expect(decideBid(input({ auction: decided("held"), entry: announced }))).toEqual({ type: "refundBond" });
-    expect(decideBid(input({ auction: decided("settled"), entry: announced }))).toEqual({ type: "withdrawBonds" });
-    expect(decideBid(input({ auction: decided("settled"), entry: { ...announced, withdrawn: true } }))).toEqual({ type: "done", outcome: "won" });
+    expect(decideBid(input({ auction: won("decided", "held"), entry: announced, nowS: 2_000 }))).toMatchObject({ type: "wait" });
+    expect(decideBid(input({ auction: won("sessionOpened", "held"), entry: announced }))).toEqual({ type: "refundBond" });
+    expect(decideBid(input({ auction: won("sessionOpened", "settled"), entry: announced }))).toEqual({ type: "withdrawBonds" });
+    expect(decideBid(input({ auction: won("sessionOpened", "settled"), entry: { ...announced, withdrawn: true } }))).toEqual({ type: "done", outcome: "won" });
+  });
+
+  it("claims the EV's deposit through abandon when the EV decided for it and never opened the session", () => {
+    const won = auction({ phase: "decided", decisionDeadlineS: 2_000, winnerCpId: OWN, ownBid: { committedRound: 3, revealedRound: 3, bond: "held" } });
+    const announced = { ...sealedRound(3, 230n * GWEI), winAnnounced: true };
+    expect(decideBid(input({ auction: won, entry: announced, nowS: 2_001 }))).toEqual({ type: "abandon" });
+    const abandoned = { ...won, phase: "abandoned" as const };
+    expect(decideBid(input({ auction: abandoned, entry: announced, nowS: 2_001 }))).toEqual({ type: "refundBond" });
   });
 
   it("refunds a losing bond and reports the loss; a failed auction too", () => {
