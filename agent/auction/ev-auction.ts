@@ -121,7 +121,7 @@ export async function runAuctionAsEv(options: RunAuctionAsEvOptions): Promise<Ev
     if (newest.hash !== newestSeen.hash) newestSeen = { hash: newest.hash, atWallSeconds: wallClockSeconds };
     const chainNow = estimateChainNow(BigInt(newest.timestamp), newestSeen.atWallSeconds, wallClockSeconds);
     if (roundIsDue(window, chainNow)) {
-      if (await closeRoundIfStillOpen(auction, invitationId)) roundsWeClosed.add(window.round);
+      if (await closeRoundIfStillOpen(auction, invitationId, window.round)) roundsWeClosed.add(window.round);
       else await sleep(Math.min(pollIntervalMs, 250), undefined, { signal: options.signal });
       continue;
     }
@@ -179,16 +179,20 @@ function failed(invitationId: bigint, rounds: RoundReport[], reason: EvAuctionFa
 }
 
 /**
- * Sends `closeRound` unless the round is not over yet or someone else closed it first: both show up as a revert of
- * the gas estimate (`RoundStillOpen`, `WrongPhase`), so nothing is sent and the caller looks again.
+ * Sends `closeRound` unless the round is not over yet or someone else closed it first: usually both show up as a
+ * revert of the gas estimate (`RoundStillOpen`, `WrongPhase`), so nothing is sent and the caller looks again. A
+ * bidder's `closeRound` can also land in the same block just ahead of ours: then ours is mined reverted, with no
+ * reason in the receipt, and only the auction's progress tells that the round was closed all the same.
  */
-async function closeRoundIfStillOpen(auction: PricingAuctionContract, invitationId: bigint): Promise<boolean> {
+async function closeRoundIfStillOpen(auction: PricingAuctionContract, invitationId: bigint, round: number): Promise<boolean> {
   try {
     await closeAuctionRound(auction, invitationId);
     return true;
   } catch (error) {
     const decoded = decodeRevert((error as { cause?: unknown }).cause) ?? decodeRevert(error);
     if (decoded?.name === "RoundStillOpen" || decoded?.name === "WrongPhase") return false;
+    const progress = await auction.progress(invitationId);
+    if (progress.phase !== AuctionPhase.Bidding || Number(progress.round) !== round) return false;
     throw error;
   }
 }

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { formatEther } from "ethers";
-import { runSim, type SimSessionReport } from "../sim/run-sim.ts";
+import { DEFAULT_AUCTION_EVERY, runSim, type SimSessionReport } from "../sim/run-sim.ts";
 import { fromSd59x18 } from "../reputation/eq2.ts";
 import { UsageError } from "../errors.ts";
 import { createLogger } from "../logging.ts";
@@ -8,6 +8,7 @@ import { createLogger } from "../logging.ts";
 interface SimCommandOptions {
   sessions: string;
   speedup: string;
+  auctionEvery: string;
   mqttUrl?: string;
 }
 
@@ -16,12 +17,21 @@ export function registerSimCommand(program: Command): void {
     .command("sim")
     .description("everything on this machine: anvil, contracts, hw-sim, the agent and an EV wallet running N sessions")
     .option("--sessions <n>", "sessions to run end to end", "3")
+    .option(
+      "--auction-every <k>",
+      "every k-th session the EV first runs a pricing auction among cp-sim-1 and two bidder-only neighbours (0: never)",
+      String(DEFAULT_AUCTION_EVERY),
+    )
     .option("--speedup <x>", "how much faster the simulated EV and meter run than real time (1..6)", "5")
     .option("--mqtt-url <url>", "publish the agent's telemetry to this broker instead of an embedded one on a free port")
     .action(async (options: SimCommandOptions) => {
       const sessions = Number(options.sessions);
       if (!Number.isInteger(sessions) || sessions < 1 || sessions > 100) {
         throw new UsageError(`--sessions: expected a whole number 1..100, got "${options.sessions}"`);
+      }
+      const auctionEvery = Number(options.auctionEvery);
+      if (!Number.isInteger(auctionEvery) || auctionEvery < 0 || auctionEvery > 100) {
+        throw new UsageError(`--auction-every: expected a whole number 0..100 (0: no auctions), got "${options.auctionEvery}"`);
       }
       const speedup = Number(options.speedup);
       // 11 kW × 6 = 66 kW stays below what an SDM630 can plausibly measure (69 kW); faster physics would be
@@ -41,15 +51,20 @@ export function registerSimCommand(program: Command): void {
       process.once("SIGTERM", interrupt);
       try {
         const log = createLogger({ destination: process.stderr, level: process.env.LOG_LEVEL ?? "silent" });
-        const reports = await runSim({
+        const run = await runSim({
           sessions,
+          auctionEvery,
           speedup,
           log,
           progress: (line) => process.stdout.write(`${line}\n`),
           signal: abort.signal,
           telemetry: options.mqttUrl !== undefined ? { mqttUrl: options.mqttUrl } : {},
         });
+        const reports = run.sessions;
         process.stdout.write(`\n${summaryTable(reports)}\n`);
+        for (const skipped of run.skippedAuctions) {
+          process.stdout.write(`session slot ${skipped.slot}: auction ${skipped.auction.invitationId} ${skipped.reason}\n`);
+        }
         const failed = reports.filter((r) => !r.ok);
         if (failed.length > 0) {
           process.stdout.write(`sim FAILED: ${failed.length} of ${reports.length} session(s) not exact\n`);
@@ -65,9 +80,10 @@ export function registerSimCommand(program: Command): void {
 }
 
 function summaryTable(reports: SimSessionReport[]): string {
-  const header = ["session", "ended by", "Wh signed", "meter Wh", "deposit", "cost", "refund", "rating", "R_cp after", "check"];
+  const header = ["session", "price", "ended by", "Wh signed", "meter Wh", "deposit", "cost", "refund", "rating", "R_cp after", "check"];
   const rows = reports.map((r) => [
     r.sessionId.toString(),
+    `${r.pricing} ${formatEther(r.priceWeiPerKWh)} ETH/kWh`,
     r.stopReason,
     r.energyWh.toString(),
     r.meterDeltaWh.toString(),

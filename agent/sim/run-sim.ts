@@ -4,11 +4,15 @@
  * relay, feedback contact and EV on the sim GPIO, the real agent (journal, interlock, chain watcher, tx sender),
  * and an EV wallet that plugs in and pays deposits. Each session is checked to the wei and to the Wh; then the EV
  * rates the pile (paper §3.4) and the pile's reputation R_cp is shown moving by eq. 2, checked against the twin.
+ * Every `auctionEvery`-th session the EV first finds its pile by the pricing auction (Algorithm 2) among cp-sim-1
+ * and two bidder-only neighbours (agent/sim/sim-auction.ts), and pays the auction's price instead of the listed one.
  */
 import { formatEther } from "ethers";
 import { connect as mqttConnect, type MqttClient } from "mqtt";
-import { connectEvaluations, connectLedger, SessionStatus } from "../chain/contracts.ts";
-import { openSession, rateSession } from "../chain/operations.ts";
+import { connectEvaluations, connectLedger, connectPricingAuction, SessionStatus } from "../chain/contracts.ts";
+import { openAuctionSession, openSession, rateSession, withdrawFromAuction } from "../chain/operations.ts";
+import type { RoundReport } from "../auction/ev-auction-rules.ts";
+import { SIM_NEIGHBOURS, SIM_PILE_BIDDING, etherPerKWh, runSimAuction } from "./sim-auction.ts";
 import { fromSd59x18, reputationUpdate, type Score } from "../reputation/eq2.ts";
 import { cpIdOf } from "../chain/session-total.ts";
 import { silentLogger, type Logger } from "../logging.ts";
@@ -19,6 +23,7 @@ import { startTelemetry } from "../telemetry/index.ts";
 import type { Telemetry, TelemetryTopic } from "../telemetry/types.ts";
 import { describeConnectFailure, parseTopic } from "../telemetry/watch-view.ts";
 import {
+  SIM_BIDDER_POLL_INTERVAL_MS,
   SIM_CHARGE_POINT_ID,
   SIM_POLL_INTERVAL_MS,
   SIM_PRICE_WEI_PER_KWH,
@@ -48,9 +53,35 @@ export interface SimRating {
   txHash: string;
 }
 
+/** How the EV found the price of a session: the Registry's list, or a pricing auction it won. */
+export type SimPricing = "listed" | "auction";
+
+/** One auction of the sim as the EV saw it. */
+export interface SimAuctionReport {
+  invitationId: bigint;
+  rounds: RoundReport[];
+  /** chargePointId of the winner; undefined when the auction failed. */
+  winner: string | undefined;
+  /** The decided price (wei/kWh); undefined when the auction failed. */
+  priceWeiPerKWh: bigint | undefined;
+}
+
+/** An auction session that opened no session: a pile without hardware won, or nobody bid. */
+export interface SimSkippedAuction {
+  /** 1-based position among the `sessions` the sim was asked for. */
+  slot: number;
+  auction: SimAuctionReport;
+  reason: string;
+}
+
 export interface SimSessionReport {
   sessionId: bigint;
   scenario: string;
+  pricing: SimPricing;
+  /** The session's price on chain (wei/kWh). */
+  priceWeiPerKWh: bigint;
+  /** Set for `pricing: "auction"`. */
+  auction?: SimAuctionReport;
   stopReason: string;
   energyWh: bigint;
   meterDeltaWh: number;
@@ -68,6 +99,11 @@ export interface SimSessionReport {
 
 export interface SimOptions {
   sessions: number;
+  /**
+   * Every this many sessions (the 2nd, 4th, … for 2) goes through a pricing auction first; 0 for none. Default
+   * `DEFAULT_AUCTION_EVERY`.
+   */
+  auctionEvery?: number;
   /** Physics speed-up of the simulated EV and meter; the agent keeps real time. */
   speedup?: number;
   progress?: (line: string) => void;
@@ -192,6 +228,13 @@ async function startSimTelemetry(mqttUrl: string | undefined, log: Logger): Prom
 }
 
 export const DEFAULT_RATING_SEED = 2019;
+export const DEFAULT_AUCTION_EVERY = 2;
+
+/** What a sim run did: the sessions that ran, and the auction slots that opened none. */
+export interface SimRunReport {
+  sessions: SimSessionReport[];
+  skippedAuctions: SimSkippedAuction[];
+}
 
 /**
  * The simulated EV's ratings: a seeded xorshift32 stream mapped to a satisfied but not uncritical customer,
@@ -220,9 +263,11 @@ function reputationText(value: bigint): string {
   return fromSd59x18(value).toFixed(3);
 }
 
-export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
+export async function runSim(options: SimOptions): Promise<SimRunReport> {
   const progress = options.progress ?? (() => {});
   const speedup = options.speedup ?? 5;
+  const auctionEvery = options.auctionEvery ?? DEFAULT_AUCTION_EVERY;
+  const withAuctions = auctionEvery > 0 && options.sessions >= auctionEvery;
   let lastPhase: Phase = "idle";
   const stopReasons = new Map<string, string>();
   const log = options.log ?? silentLogger();
@@ -245,6 +290,13 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
         progress(`  agent: ${describePhase(state)}`);
       },
       ...(sink ? { onSample: (sample: MeterSample) => sink.onSample(sample) } : {}),
+      // Without an auction in the run, the neighbours and the bidder would only cost start-up time.
+      ...(withAuctions
+        ? {
+            bidding: { bidding: SIM_PILE_BIDDING, bidderPollIntervalMs: SIM_BIDDER_POLL_INTERVAL_MS },
+            neighbours: SIM_NEIGHBOURS,
+          }
+        : {}),
     });
     const { chain, deployment, device, hwSim, evWallet, owner, ledger, agent } = world;
     const registerWh = world.registerWh;
@@ -253,6 +305,20 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
     progress(`pile: ${SIM_CHARGE_POINT_ID} registered, signer ${device.address}, ${formatEther(SIM_PRICE_WEI_PER_KWH)} ether/kWh`);
     progress(`hw-sim: SDM630 on Modbus TCP 127.0.0.1:${hwSim.meterTcpPort}, control ${hwSim.controlUrl}, physics ×${speedup}`);
     progress("agent: running (relay forced open, journal replayed)");
+    if (withAuctions) {
+      progress(
+        `bidding: ${SIM_CHARGE_POINT_ID} bids from its listed ${etherPerKWh(SIM_PRICE_WEI_PER_KWH)} down to its owner's floor ${etherPerKWh(SIM_PILE_BIDDING.floorPricePerKWh)}, undercutting by ${etherPerKWh(SIM_PILE_BIDDING.undercutStep)}`,
+      );
+      for (const neighbour of world.neighbours) {
+        const { spec } = neighbour;
+        progress(
+          `bidding: ${spec.chargePointId} (bidder only, no hardware) in cell ${spec.cell.x},${spec.cell.y}, signer ${neighbour.device.address}, lists ${etherPerKWh(spec.listedPriceWeiPerKWh)}, floor ${etherPerKWh(spec.policy.floorPricePerKWh)}, undercut ${etherPerKWh(spec.policy.undercutStep)}`,
+        );
+      }
+      progress(
+        `bidding: every ${auctionEvery === 1 ? "" : `${ordinal(auctionEvery)} `}session goes through an auction; ${SIM_CHARGE_POINT_ID} has the lowest floor and normally wins. A neighbour that wins has no hardware here: that session is skipped.`,
+      );
+    }
 
     const ledgerAsEv = connectLedger(deployment.ChargingLedger, evWallet);
     if (!deployment.Evaluations) throw new Error("the sim deployment has no Evaluations contract");
@@ -263,17 +329,76 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
     const cpId = cpIdOf(SIM_CHARGE_POINT_ID);
     const reputationTrail: string[] = [reputationText(await evaluationsAsEv.reputation(cpId))];
     const reports: SimSessionReport[] = [];
+    const skippedAuctions: SimSkippedAuction[] = [];
+    const auctionAddress = deployment.PricingAuction;
+    const pileNames = new Map<string, string>([
+      [cpId.toLowerCase(), SIM_CHARGE_POINT_ID],
+      ...world.neighbours.map((neighbour): [string, string] => [neighbour.cpId.toLowerCase(), neighbour.spec.chargePointId]),
+    ]);
     for (let n = 0; n < options.sessions; n++) {
       const scenario = SCENARIOS[n % SCENARIOS.length] as Scenario;
-      const depositWei = (BigInt(scenario.depositCoversWh) * SIM_PRICE_WEI_PER_KWH) / 1000n;
+      const slot = n + 1;
       const meterBeforeWh = registerWh();
       const ownerBefore = await ledger.withdrawable(owner.address);
       const evBefore = await ledger.withdrawable(evWallet.address);
 
+      let pricing: SimPricing = "listed";
+      let priceWeiPerKWh = SIM_PRICE_WEI_PER_KWH;
+      let auctionReport: SimAuctionReport | undefined;
+      let decided: { invitationId: bigint; r: string } | undefined;
+      if (withAuctions && slot % auctionEvery === 0) {
+        if (!auctionAddress) throw new Error("the sim deployment has no PricingAuction contract");
+        progress(`auction for session slot ${slot} (${scenario.name}): the EV invites the piles around cell 0,1`);
+        const auctionAsEv = connectPricingAuction(auctionAddress, evWallet);
+        const run = await runSimAuction({
+          auction: auctionAsEv,
+          energyWh: scenario.maxEnergyWh,
+          pileNames,
+          progress,
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        const { outcome } = run;
+        auctionReport = {
+          invitationId: outcome.invitationId,
+          rounds: outcome.rounds,
+          winner: run.winnerName,
+          priceWeiPerKWh: outcome.status === "decided" ? outcome.pricePerKWh : undefined,
+        };
+        if (outcome.status === "failed") {
+          const reason = `auction ${outcome.invitationId} failed: ${outcome.message}, session skipped`;
+          progress(`  auction: ${reason}`);
+          skippedAuctions.push({ slot, auction: auctionReport, reason });
+          continue;
+        }
+        if (run.winnerName !== SIM_CHARGE_POINT_ID) {
+          // Opening a session at a pile without hardware would only wait out authTimeout before the refund.
+          const reason = `won by ${run.winnerName ?? outcome.winnerCpId} (no hardware in the sim), session skipped`;
+          progress(`  auction: ${reason}`);
+          skippedAuctions.push({ slot, auction: auctionReport, reason });
+          continue;
+        }
+        progress(
+          `  auction: won by ${SIM_CHARGE_POINT_ID} at ${etherPerKWh(outcome.pricePerKWh)} (listed ${etherPerKWh(SIM_PRICE_WEI_PER_KWH)}) after ${outcome.rounds.length} round(s) (tx ${outcome.finalizeReceipt.hash})`,
+        );
+        pricing = "auction";
+        priceWeiPerKWh = outcome.pricePerKWh;
+        decided = { invitationId: outcome.invitationId, r: outcome.r };
+      }
+
+      const depositWei = (BigInt(scenario.depositCoversWh) * priceWeiPerKWh) / 1000n;
       hwSim.board.ev.plug();
-      const opened = await openSession(ledgerAsEv, cpIdOf(SIM_CHARGE_POINT_ID), scenario.maxEnergyWh, depositWei);
+      const opened = decided
+        ? await openAuctionSession(ledgerAsEv, evWallet.address, { ...decided, energyWh: scenario.maxEnergyWh, pricePerKWh: priceWeiPerKWh }, depositWei)
+        : await openSession(ledgerAsEv, cpId, scenario.maxEnergyWh, depositWei);
       const sessionId = opened.sessionId;
-      progress(`session ${sessionId} (${scenario.name}): EV plugged in, deposit ${formatEther(depositWei)} ether covers ${scenario.depositCoversWh} Wh, limit ${scenario.maxEnergyWh} Wh (tx ${opened.receipt.hash})`);
+      progress(
+        `session ${sessionId} (${scenario.name}, ${pricing} price ${etherPerKWh(priceWeiPerKWh)}): EV plugged in, deposit ${formatEther(depositWei)} ether covers ${scenario.depositCoversWh} Wh, limit ${scenario.maxEnergyWh} Wh (tx ${opened.receipt.hash})`,
+      );
+      if (decided && auctionAddress) {
+        // The invitation deposit comes back once the session is open; the EV draws it rather than leave it lying.
+        const drawn = await withdrawFromAuction(connectPricingAuction(auctionAddress, evWallet), evWallet.address);
+        if (drawn.amountWei > 0n) progress(`  ev: withdrew its invitation deposit ${formatEther(drawn.amountWei)} ether from the auction`);
+      }
 
       if (scenario.pauseAndUnplugAtWh !== undefined) {
         const target = scenario.pauseAndUnplugAtWh;
@@ -292,12 +417,13 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
         (log) => ledger.interface.parseLog(log)?.args[0] === sessionId,
       );
       const energyWh = onChain.energyWh;
-      const costWei = costOf(energyWh, SIM_PRICE_WEI_PER_KWH);
+      const costWei = costOf(energyWh, priceWeiPerKWh);
       const refundWei = costWei < depositWei ? depositWei - costWei : 0n;
       const ownerCreditWei = (await ledger.withdrawable(owner.address)) - ownerBefore;
       const evCreditWei = (await ledger.withdrawable(evWallet.address)) - evBefore;
       const meterDeltaWh = registerWh() - meterBeforeWh;
       const problems: string[] = [];
+      if (onChain.pricePerKWh !== priceWeiPerKWh) problems.push(`session price on chain ${onChain.pricePerKWh} wei/kWh, expected the ${pricing} price ${priceWeiPerKWh}`);
       if (ownerCreditWei !== (costWei < depositWei ? costWei : depositWei)) problems.push(`owner credited ${ownerCreditWei} wei, expected ${costWei}`);
       if (evCreditWei !== refundWei) problems.push(`EV refunded ${evCreditWei} wei, expected ${refundWei}`);
       if (BigInt(meterDeltaWh) !== energyWh) problems.push(`signed ${energyWh} Wh but the meter register moved ${meterDeltaWh} Wh`);
@@ -346,6 +472,9 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
       const report: SimSessionReport = {
         sessionId,
         scenario: scenario.name,
+        pricing,
+        priceWeiPerKWh: onChain.pricePerKWh,
+        ...(auctionReport ? { auction: auctionReport } : {}),
         stopReason: stopReasons.get(sessionId.toString()) ?? "?",
         energyWh,
         meterDeltaWh,
@@ -369,11 +498,17 @@ export async function runSim(options: SimOptions): Promise<SimSessionReport[]> {
       await new Promise((resolve) => setTimeout(resolve, 200));
       for (const line of simTelemetry.summary()) progress(line);
     }
-    return reports;
+    return { sessions: reports, skippedAuctions };
   } finally {
     await world?.stop();
     await simTelemetry?.close();
   }
+}
+
+function ordinal(n: number): string {
+  const tens = n % 100;
+  if (tens >= 11 && tens <= 13) return `${n}th`;
+  return `${n}${n % 10 === 1 ? "st" : n % 10 === 2 ? "nd" : n % 10 === 3 ? "rd" : "th"}`;
 }
 
 function describePhase(state: CoreState): string {

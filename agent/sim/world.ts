@@ -32,10 +32,36 @@ import { createSimGpio } from "../../drivers/gpio/sim.ts";
 import type { Meter, MeterSample } from "../../drivers/meters/types.ts";
 import { startHwSim, type HwSim } from "../../hw-sim/index.ts";
 import { acceleratedClock } from "../../hw-sim/clock.ts";
+import { startBidder, type BiddingPolicyConfig, type RunningBidder } from "../bidder/index.ts";
+import { areaIdOfCell, type GridCell } from "../auction/ev-auction-rules.ts";
 
 export const SIM_CHARGE_POINT_ID = "cp-sim-1";
 export const SIM_PRICE_WEI_PER_KWH = 300_000_000_000_000n; // 0.0003 ether per kWh
 export const SIM_POLL_INTERVAL_MS = 250;
+/** The sim pile's grid cell (x << 32 | y = area 1); invitations for it reach the eight cells around it too. */
+export const SIM_CELL: GridCell = { x: 0, y: 1 };
+export const SIM_AREA_ID = areaIdOfCell(SIM_CELL);
+/** How often the sim's bidders look at the chain: well under the sim auction's 3 s windows at 1 s blocks. */
+export const SIM_BIDDER_POLL_INTERVAL_MS = 250;
+
+/**
+ * A neighbouring pile that exists only as a bidder: registered with its own random device key (funded by the
+ * owner, since bonds and gas come from the device key), with its own journal, but with no meter, relay or agent.
+ */
+export interface SimNeighbourSpec {
+  chargePointId: string;
+  cell: GridCell;
+  listedPriceWeiPerKWh: bigint;
+  maxPowerW: number;
+  policy: BiddingPolicyConfig;
+}
+
+export interface SimNeighbour {
+  spec: SimNeighbourSpec;
+  cpId: string;
+  device: Wallet | HDNodeWallet;
+  bidder: RunningBidder;
+}
 
 export interface SimWorldOptions {
   /** Physics speed-up of the simulated EV and meter; the agent keeps real time. */
@@ -50,6 +76,8 @@ export interface SimWorldOptions {
   onSample?: (sample: MeterSample) => void;
   /** The agent's `bidding` policy and hooks (agent/bidder), passed through to `startAgent`. */
   bidding?: Pick<AgentOptions, "bidding" | "onAuctionEvent" | "bidderPollIntervalMs">;
+  /** Bidder-only piles registered around the sim pile (none by default). */
+  neighbours?: readonly SimNeighbourSpec[];
 }
 
 export interface SimWorld {
@@ -63,6 +91,7 @@ export interface SimWorld {
   hwSim: HwSim;
   agent: RunningAgent;
   core: CoreConfig;
+  neighbours: SimNeighbour[];
   /** What the simulated meter's import register shows: whole Wh, as the agent reads it. */
   registerWh(): number;
   stop(): Promise<void>;
@@ -89,7 +118,9 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
   };
   try {
-    const chain = await startDevChain({ port: await freePort(), blockTimeS: options.blockTimeS ?? 1 });
+    // Set-up runs on automine (every transaction its own block at once), then the chain switches to a block every
+    // `blockTimeS`: waiting out a second per set-up transaction only made the sim slow to start.
+    const chain = await startDevChain({ port: await freePort() });
     cleanups.push(() => chain.stop());
     const provider = (await connectProvider(chain.rpcUrl)) as JsonRpcProvider;
     cleanups.push(() => provider.destroy());
@@ -99,20 +130,44 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
     const owner = devAccount(2, provider);
     const { deployment } = await deployContracts(new NonceManager(authority));
     const device = Wallet.createRandom().connect(provider);
-    const registry = connectRegistry(deployment.Registry, authority);
+    const neighbourSpecs = options.neighbours ?? [];
+    const neighbourDevices = neighbourSpecs.map(() => Wallet.createRandom().connect(provider));
+    // Independent transactions go out together (the nonce managers hand out the nonces), so start-up does not
+    // grow by a round trip per neighbouring pile.
+    const registry = connectRegistry(deployment.Registry, new NonceManager(authority));
+    const ownerSigner = new NonceManager(owner);
     const validUntil = BigInt(Math.floor(Date.now() / 1000) + 365 * 24 * 3600);
-    await attest(registry, owner.address, Role.Owner, validUntil);
-    await attest(registry, evWallet.address, Role.EV, validUntil);
-    await (await owner.sendTransaction({ to: device.address, value: 10n ** 18n })).wait();
-    await registerChargePoint(connectRegistry(deployment.Registry, owner), {
-      chargePointId: SIM_CHARGE_POINT_ID,
-      kind: "Private",
-      areaId: 1n,
-      signer: device.address,
-      pricePerKWh: SIM_PRICE_WEI_PER_KWH,
-      maxPowerW: 11_000,
-      ownerContactSealed: sealTo(generateEncryptionKeyPair().publicKey, "Sim Owner, +00 000 000"),
-    });
+    await Promise.all([
+      attest(registry, owner.address, Role.Owner, validUntil),
+      attest(registry, evWallet.address, Role.EV, validUntil),
+      ...[device, ...neighbourDevices].map(async (key) => (await ownerSigner.sendTransaction({ to: key.address, value: 10n ** 18n })).wait()),
+    ]);
+    const registryAsOwner = connectRegistry(deployment.Registry, ownerSigner);
+    await Promise.all([
+      registerChargePoint(registryAsOwner, {
+        chargePointId: SIM_CHARGE_POINT_ID,
+        kind: "Private",
+        areaId: SIM_AREA_ID,
+        signer: device.address,
+        pricePerKWh: SIM_PRICE_WEI_PER_KWH,
+        maxPowerW: 11_000,
+        ownerContactSealed: sealTo(generateEncryptionKeyPair().publicKey, "Sim Owner, +00 000 000"),
+      }),
+      ...neighbourSpecs.map((spec, i) =>
+        registerChargePoint(registryAsOwner, {
+          chargePointId: spec.chargePointId,
+          kind: "Private",
+          areaId: areaIdOfCell(spec.cell),
+          signer: (neighbourDevices[i] as HDNodeWallet).address,
+          pricePerKWh: spec.listedPriceWeiPerKWh,
+          maxPowerW: spec.maxPowerW,
+          ownerContactSealed: sealTo(generateEncryptionKeyPair().publicKey, "Sim Owner, +00 000 000"),
+        }),
+      ),
+    ]);
+
+    await provider.send("evm_setAutomine", [false]);
+    await provider.send("evm_setIntervalMining", [options.blockTimeS ?? 1]);
 
     const gpio = createSimGpio();
     const lines = { relay: { line: 17 }, feedback: { line: 27 }, evPresent: { line: 22 } };
@@ -154,6 +209,25 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
       ...options.bidding,
     });
     cleanups.push(() => agent.stop());
+
+    const neighbours: SimNeighbour[] = [];
+    for (const [i, spec] of neighbourSpecs.entries()) {
+      const neighbourJournal = openJournal(join(dataDir, `${spec.chargePointId}.journal.sqlite`));
+      cleanups.push(() => neighbourJournal.close());
+      const neighbourDevice = neighbourDevices[i] as HDNodeWallet;
+      const bidder = startBidder({
+        provider,
+        wallet: neighbourDevice,
+        deployment,
+        cpId: cpIdOf(spec.chargePointId),
+        journal: neighbourJournal,
+        policy: spec.policy,
+        log: (options.log ?? silentLogger()).child({ component: "bidder", chargePointId: spec.chargePointId }),
+        pollIntervalMs: SIM_BIDDER_POLL_INTERVAL_MS,
+      });
+      cleanups.push(() => bidder.stop());
+      neighbours.push({ spec, cpId: cpIdOf(spec.chargePointId), device: neighbourDevice, bidder });
+    }
     return {
       chain,
       provider,
@@ -165,6 +239,7 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
       hwSim,
       agent,
       core,
+      neighbours,
       registerWh: () => Math.floor(hwSim.board.meter.energyWh()),
       stop,
     };

@@ -30,6 +30,8 @@ interface Chain {
   sent: string[];
   /** What happens when the EV's closeRound is mined (or reverts). */
   onCloseRound: () => void;
+  /** The EV's closeRound passes its gas estimate but is mined reverted (another closeRound got in first). */
+  closeRoundMinedReverted?: boolean;
 }
 
 function eventLog(chain: Chain, name: string, args: unknown[]): Log {
@@ -72,7 +74,11 @@ function scriptedAuction(chain: Chain): PricingAuctionContract {
     closeRound: () => {
       chain.sent.push("closeRound");
       chain.onCloseRound();
-      return sentTx(mine(chain));
+      const receipt = mine(chain);
+      if (!chain.closeRoundMinedReverted) return sentTx(receipt);
+      // What ethers throws for a mined, reverted transaction: a receipt with status 0 and no revert data.
+      const reverted = Object.assign(new Error("transaction execution reverted"), { code: "CALL_EXCEPTION", shortMessage: "transaction execution reverted", data: null, receipt: { ...receipt, status: 0 } });
+      return Promise.resolve({ wait: () => Promise.reject(reverted) });
     },
     screen: () => Promise.resolve(chain.screened),
     finalize: (_id: bigint, c: string) => {
@@ -149,6 +155,35 @@ describe("runAuctionAsEv", () => {
     });
     expect(events.map((event) => event.kind)).toEqual(["invited", "round-closed", "decided"]);
     expect(events[1]).toMatchObject({ kind: "round-closed", closedByUs: false });
+  });
+
+  // Seen in `trustpile sim`: a bidder's closeRound and the EV's landed in the same block, the EV's second and
+  // reverted without a reason, and the EV gave up on an auction that had in fact moved on.
+  it("takes its own closeRound mined reverted as closed by someone else when the round has moved on", async () => {
+    const chain = freshChain({ closeRoundMinedReverted: true });
+    chain.onCloseRound = () => {
+      mine(chain, [eventLog(chain, "BidRevealed", [1n, CP_A, 1, 11_000, 250n]), eventLog(chain, "RoundClosed", [1n, 1, 250n])]);
+      chain.phase = AuctionPhase.Ended;
+    };
+    const events: EvAuctionEvent[] = [];
+    const outcome = await runAuctionAsEv({
+      auction: scriptedAuction(chain),
+      invitation,
+      onProgress: (event) => events.push(event),
+      pollIntervalMs: 1,
+      drawR: () => R,
+      nowMs: () => 1_120_000,
+    });
+    expect(chain.sent).toEqual(["invite", "closeRound", `finalize ${decisionCommitmentOf(EV, CP_A, R)}`]);
+    expect(outcome).toMatchObject({ status: "decided", winnerCpId: CP_A, pricePerKWh: 250n });
+    expect(events[1]).toMatchObject({ kind: "round-closed", closedByUs: false });
+  });
+
+  it("still fails on its own closeRound mined reverted while the round stays open", async () => {
+    const chain = freshChain({ closeRoundMinedReverted: true });
+    await expect(
+      runAuctionAsEv({ auction: scriptedAuction(chain), invitation, pollIntervalMs: 1, nowMs: () => 1_120_000 }),
+    ).rejects.toThrow(/^closing the round of invitation 1 was rejected/);
   });
 
   it("closes a due round itself, and with no eligible bid finalizes anyway so the deposit comes back", async () => {
