@@ -1,7 +1,8 @@
 /**
  * hw-sim as one unit: the simulated board (EV, contactor, meter physics on the sim GPIO), its meter as a real Modbus
- * slave (TCP always, RTU on a serial device when asked) and the control endpoint. `trustpile hw-sim` runs it alone;
- * tests, `selftest` and `trustpile sim` run it in-process, sharing the SimGpio with the agent.
+ * slave (TCP always, RTU on a serial device when asked), the control endpoint and, when asked, the CSMS simulator.
+ * `trustpile hw-sim` runs it alone; tests, `selftest` and `trustpile sim` run it in-process, sharing the SimGpio with
+ * the agent.
  */
 import { createSimGpio, type SimGpio } from "../drivers/gpio/sim.ts";
 import type { MeterModel } from "../drivers/meters/model.ts";
@@ -11,11 +12,13 @@ import type { Clock } from "./clock.ts";
 import { startControlServer } from "./control-http.ts";
 import type { EvOptions } from "./ev.ts";
 import type { MeterPhysicsOptions } from "./meter-physics.ts";
+import { startCsmsSim, type CsmsSim, type CsmsSimOptions } from "./csms/index.ts";
 import { openPtyPair, startModbusRtuServer, startModbusTcpServer, type PtyPair } from "./modbus/index.ts";
 import type { RelayOptions } from "./relay.ts";
 
 export { createSimBoard, type SimBoard } from "./board.ts";
 export { ManualClock, realClock, type Clock } from "./clock.ts";
+export { startCsmsSim, type CsmsSim, type CsmsSimOptions } from "./csms/index.ts";
 
 /** `meterSerialPath` value that makes hw-sim open its own pty pair (socat) and serve the meter on one end. */
 export const PTY_SERIAL_PATH = "pty";
@@ -45,6 +48,8 @@ export interface HwSimOptions {
   ev?: EvOptions;
   relay?: RelayOptions;
   meter?: Omit<MeterPhysicsOptions, "phases">;
+  /** Also run the CSMS simulator (OCPP 1.6J and 2.0.1) with these options; absent: no CSMS. */
+  csms?: CsmsSimOptions;
 }
 
 export interface HwSim {
@@ -59,6 +64,8 @@ export interface HwSim {
   readonly meterBaudRate: number;
   readonly controlPort: number;
   readonly controlUrl: string;
+  /** The CSMS simulator, when `csms` options were given. */
+  readonly csms?: CsmsSim;
   /** Stops the servers, the pty pair and the board. Idempotent. */
   stop(): Promise<void>;
 }
@@ -129,6 +136,13 @@ export async function startHwSim(options: HwSimOptions = {}): Promise<HwSim> {
     const control = await startControlServer({ board, port: controlPort });
     stops.push(() => control.close());
 
+    let csms: CsmsSim | undefined;
+    if (options.csms !== undefined) {
+      const started = await startCsmsSim(options.csms);
+      csms = started;
+      stops.push(() => started.stop());
+    }
+
     let stopping: Promise<void> | undefined;
     return {
       board,
@@ -141,6 +155,7 @@ export async function startHwSim(options: HwSimOptions = {}): Promise<HwSim> {
       meterBaudRate,
       controlPort: control.port,
       controlUrl: control.url,
+      ...(csms !== undefined ? { csms } : {}),
       stop: () => (stopping ??= stopAll()),
     };
   } catch (error) {

@@ -1,12 +1,15 @@
 /**
  * `trustpile hw-sim`: the hardware simulator alone, for an installer's bench or an agent in another process.
  * stdout carries one line per thing that listens (machine-readable `name: where`), nothing else; it runs until
- * SIGINT or SIGTERM and then closes every port, the pty pair and the board before exiting 0.
+ * SIGINT or SIGTERM and then closes every port, the pty pair and the board before exiting 0. With `--csms-port` it
+ * also runs the CSMS simulator, whose conversation goes to stderr as JSON lines, one per OCPP message.
  */
+import { readFileSync } from "node:fs";
 import { Option, type Command } from "commander";
 import { isMeterModelName, meterModels } from "../../drivers/meters/models/index.ts";
-import { PTY_SERIAL_PATH, startHwSim, type HwSim } from "../../hw-sim/index.ts";
+import { PTY_SERIAL_PATH, startHwSim, type CsmsSimOptions, type HwSim } from "../../hw-sim/index.ts";
 import { RuntimeError, UsageError, describeError } from "../errors.ts";
+import { createLogger } from "../logging.ts";
 
 /** Unprivileged defaults: 502 needs root, and a bench machine runs hw-sim as a user. */
 export const DEFAULT_METER_TCP_PORT = 1502;
@@ -22,6 +25,68 @@ interface HwSimCommandOptions {
   controlPort: string;
   plugged?: boolean;
   soc: string;
+  csmsPort?: string;
+  csmsHost: string;
+  csmsPassword: string[];
+  csmsTlsCert?: string;
+  csmsTlsKey?: string;
+  csmsBoot: "Accepted" | "Pending" | "Rejected";
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** `--csms-password identity=secret`, repeatable; the secret is never echoed back in errors or logs. */
+function csmsPasswords(entries: readonly string[]): Record<string, string> | undefined {
+  if (entries.length === 0) return undefined;
+  const passwords: Record<string, string> = {};
+  for (const entry of entries) {
+    const split = entry.indexOf("=");
+    const identity = split > 0 ? entry.slice(0, split) : "";
+    if (identity === "" || split === entry.length - 1) {
+      const shown = split > 0 ? `${identity}=…` : "a value without \"=\"";
+      throw new UsageError(`--csms-password: expected identity=secret, got ${shown}`);
+    }
+    passwords[identity] = entry.slice(split + 1);
+  }
+  return passwords;
+}
+
+function readPem(flag: string, path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new UsageError(`${flag}: cannot read "${path}": ${describeError(error)}`, { cause: error });
+  }
+}
+
+function csmsOptions(options: HwSimCommandOptions): CsmsSimOptions | undefined {
+  if (options.csmsPort === undefined) {
+    for (const [flag, given] of [
+      ["--csms-password", options.csmsPassword.length > 0],
+      ["--csms-tls-cert", options.csmsTlsCert !== undefined],
+      ["--csms-tls-key", options.csmsTlsKey !== undefined],
+    ] as const) {
+      if (given) throw new UsageError(`${flag}: needs --csms-port, which starts the CSMS simulator`);
+    }
+    return undefined;
+  }
+  const port = integerOption("--csms-port", options.csmsPort, 0, 65_535, "a TCP port");
+  if ((options.csmsTlsCert === undefined) !== (options.csmsTlsKey === undefined)) {
+    throw new UsageError("--csms-tls-cert and --csms-tls-key: expected both (security profile 2) or neither");
+  }
+  const passwords = csmsPasswords(options.csmsPassword);
+  return {
+    port,
+    host: options.csmsHost,
+    boot: { status: options.csmsBoot },
+    logger: createLogger({ name: "csms", destination: process.stderr }),
+    ...(passwords !== undefined ? { passwords } : {}),
+    ...(options.csmsTlsCert !== undefined && options.csmsTlsKey !== undefined
+      ? { tls: { certPem: readPem("--csms-tls-cert", options.csmsTlsCert), keyPem: readPem("--csms-tls-key", options.csmsTlsKey) } }
+      : {}),
+  };
 }
 
 function integerOption(flag: string, raw: string, min: number, max: number, what: string): number {
@@ -62,6 +127,12 @@ function describeListeners(sim: HwSim): string {
       ? [`meter modbus-rtu: ${sim.meterSerialPath} (${meter}, ${sim.meterBaudRate} baud 8N1)`]
       : []),
     `control http: ${sim.controlUrl}`,
+    ...(sim.csms !== undefined
+      ? [
+          `csms ocpp: ${sim.csms.url} (ocpp1.6, ocpp2.0.1; the pile appends /<chargePointId>)`,
+          `csms operator: ${sim.csms.operatorUrl}`,
+        ]
+      : []),
   ].join("\n");
 }
 
@@ -80,6 +151,14 @@ export function registerHwSimCommand(program: Command): void {
     .option("--control-port <port>", "control endpoint port on 127.0.0.1 (0: any free port)", String(DEFAULT_CONTROL_PORT))
     .option("--plugged", "start with the EV plugged in")
     .option("--soc <percent>", "EV state of charge at start", "20")
+    .option("--csms-port <port>", "also run the CSMS simulator (OCPP 1.6J and 2.0.1) on this port (0: any free port)")
+    .option("--csms-host <address>", "address the CSMS simulator listens on (0.0.0.0 for a pile on the LAN)", "127.0.0.1")
+    .option("--csms-password <identity=secret>", "security profile 1: basic-auth password of a charge point (repeatable)", collect, [])
+    .option("--csms-tls-cert <file>", "security profile 2: serve wss:// with this PEM certificate chain")
+    .option("--csms-tls-key <file>", "security profile 2: PEM private key of --csms-tls-cert")
+    .addOption(
+      new Option("--csms-boot <status>", "answer to BootNotification").choices(["Accepted", "Pending", "Rejected"]).default("Accepted"),
+    )
     .action(async (options: HwSimCommandOptions) => {
       if (!isMeterModelName(options.model)) {
         throw new UsageError(`--model: expected one of ${Object.keys(meterModels).join(", ")}, got "${options.model}"`);
@@ -89,6 +168,7 @@ export function registerHwSimCommand(program: Command): void {
       const unitId = integerOption("--unit-id", options.unitId, 1, 247, "a Modbus unit id");
       const meterBaudRate = integerOption("--baud-rate", options.baudRate, 300, 921_600, "a baud rate");
       const socPercent = integerOption("--soc", options.soc, 0, 100, "a percentage");
+      const csms = csmsOptions(options);
 
       let sim: HwSim;
       let stopSignal: Promise<NodeJS.Signals>;
@@ -104,6 +184,7 @@ export function registerHwSimCommand(program: Command): void {
           unitId,
           controlPort,
           ev: { plugged: options.plugged === true, socPercent },
+          ...(csms !== undefined ? { csms } : {}),
         });
       } catch (error) {
         throw listenError(error);

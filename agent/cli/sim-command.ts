@@ -10,13 +10,16 @@ interface SimCommandOptions {
   speedup: string;
   auctionEvery: string;
   mqttUrl?: string;
+  /** Commander's `--no-ocpp` makes this false. */
+  ocpp: boolean;
+  ocppVersion: string;
 }
 
 export function registerSimCommand(program: Command): void {
   program
     .command("sim")
     .description("everything on this machine: anvil, contracts, hw-sim, the agent and an EV wallet running N sessions")
-    .option("--sessions <n>", "sessions to run end to end", "3")
+    .option("--sessions <n>", "sessions to run end to end (the 4th is stopped by the operator from the CSMS)", "4")
     .option(
       "--auction-every <k>",
       "every k-th session the EV first runs a pricing auction among cp-sim-1 and two bidder-only neighbours (0: never)",
@@ -24,6 +27,8 @@ export function registerSimCommand(program: Command): void {
     )
     .option("--speedup <x>", "how much faster the simulated EV and meter run than real time (1..6)", "5")
     .option("--mqtt-url <url>", "publish the agent's telemetry to this broker instead of an embedded one on a free port")
+    .option("--ocpp-version <version>", "OCPP version between the pile and hw-sim's CSMS simulator: 1.6 or 2.0.1", "1.6")
+    .option("--no-ocpp", "run without the CSMS simulator and the pile's OCPP link")
     .action(async (options: SimCommandOptions) => {
       const sessions = Number(options.sessions);
       if (!Number.isInteger(sessions) || sessions < 1 || sessions > 100) {
@@ -42,6 +47,10 @@ export function registerSimCommand(program: Command): void {
       if (options.mqttUrl !== undefined && !/^(mqtts?|wss?):\/\/[^/]+/.test(options.mqttUrl)) {
         throw new UsageError(`--mqtt-url: expected an mqtt(s):// or ws(s):// URL, got "${options.mqttUrl}"`);
       }
+      if (options.ocppVersion !== "1.6" && options.ocppVersion !== "2.0.1") {
+        throw new UsageError(`--ocpp-version: expected 1.6 or 2.0.1, got "${options.ocppVersion}"`);
+      }
+      const ocppVersion: "1.6" | "2.0.1" = options.ocppVersion;
       const abort = new AbortController();
       const interrupt = (): void => {
         process.stderr.write("trustpile: sim interrupted; stopping the agent, hw-sim, anvil and the telemetry broker\n");
@@ -59,6 +68,7 @@ export function registerSimCommand(program: Command): void {
           progress: (line) => process.stdout.write(`${line}\n`),
           signal: abort.signal,
           telemetry: options.mqttUrl !== undefined ? { mqttUrl: options.mqttUrl } : {},
+          ocpp: options.ocpp ? { version: ocppVersion } : false,
         });
         const reports = run.sessions;
         process.stdout.write(`\n${summaryTable(reports)}\n`);

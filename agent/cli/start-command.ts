@@ -12,6 +12,7 @@ import { openJournal } from "../journal/journal.ts";
 import { startAgent } from "../runtime/agent.ts";
 import { createServiceNotifications } from "../runtime/watchdog.ts";
 import { startTelemetry } from "../telemetry/index.ts";
+import { startOcpp, type ResetKind, type RunningOcpp } from "../ocpp/index.ts";
 import { TRUSTPILE_VERSION } from "../version.ts";
 import type { Telemetry } from "../telemetry/types.ts";
 import { coreConfigFrom } from "../runtime/core-config.ts";
@@ -23,6 +24,12 @@ import type { Meter } from "../../drivers/meters/types.ts";
 import { openGpio } from "../../drivers/gpio/index.ts";
 import { createSimGpio } from "../../drivers/gpio/sim.ts";
 import { startHwSim, type HwSim } from "../../hw-sim/index.ts";
+
+/**
+ * Exit code after a CSMS Reset (EX_TEMPFAIL): the agent has stopped cleanly and wants to be started again, which
+ * systemd's Restart=always does; distinct from 0 (stopped on request) and 1/2 (failures) in the service's log.
+ */
+export const RESET_EXIT_CODE = 75;
 
 /** The config's `bidding` section as the bidder takes it; the schema requires both prices when it is enabled. */
 function biddingPolicyOf(bidding: NonNullable<Config["bidding"]>): BiddingPolicyConfig {
@@ -92,16 +99,43 @@ export function registerStartCommand(program: Command): void {
         await telemetry?.close(500).catch(() => undefined);
         throw error;
       });
-      log.info({ chargePointId: config.chargePointId, signer: device.address, ledger: deployment.ChargingLedger, hwSimControl: hwSim?.controlUrl }, "agent ready");
+      // After the agent, observing its steps: it connects in the background, so a CSMS that is down never holds
+      // the pile up. A CSMS Reset ends this process (after the running session is stopped and its total queued).
+      let requestStop: (reason: NodeJS.Signals | `reset ${ResetKind}`) => void = () => undefined;
+      const stopRequested = new Promise<NodeJS.Signals | `reset ${ResetKind}`>((resolve) => (requestStop = resolve));
+      let ocpp: RunningOcpp | undefined;
+      if (config.ocpp) {
+        try {
+          ocpp = startOcpp({
+            config: config.ocpp,
+            chargePointId: config.chargePointId,
+            confirmations: config.chain.confirmations,
+            agent,
+            journal,
+            log,
+            onReset: (kind) => requestStop(`reset ${kind}`),
+            firmwareVersion: TRUSTPILE_VERSION,
+            meterType: meter.model,
+          });
+        } catch (error) {
+          await agent.stop();
+          await telemetry?.close(500).catch(() => undefined);
+          journal.close();
+          throw new UsageError(`${options.config}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        }
+      }
+      log.info({ chargePointId: config.chargePointId, signer: device.address, ledger: deployment.ChargingLedger, hwSimControl: hwSim?.controlUrl, ocpp: config.ocpp?.url }, "agent ready");
       await service.ready(`charge point ${config.chargePointId} running`);
 
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once("SIGINT", () => resolve("SIGINT"));
-        process.once("SIGTERM", () => resolve("SIGTERM"));
-      });
+      process.once("SIGINT", () => requestStop("SIGINT"));
+      process.once("SIGTERM", () => requestStop("SIGTERM"));
+      const signal = await stopRequested;
       log.info({ signal }, "stopping: relay open, journal closed");
       await service.stopping(`stopping on ${signal}: relay open, journal closed`);
       await agent.stop();
+      // After the agent: the shutdown steps are observed; unsent transaction messages stay queued in the journal.
+      await ocpp?.stop().catch((error: unknown) => log.warn({ err: error }, "ocpp stop failed"));
+      if (signal.startsWith("reset")) process.exitCode = RESET_EXIT_CODE;
       // After the agent: its last steps (relay open, shutdown) are in the buffer; `offline` goes out, then the rest.
       await telemetry?.close(2_000).catch((error: unknown) => log.warn({ err: error }, "telemetry close failed"));
       journal.close();

@@ -364,5 +364,6 @@ function resolvePaths(config: Config, baseDir: string): Config {
       ...(chain.passwordFile !== undefined && { passwordFile: resolve(baseDir, chain.passwordFile) }),
     },
     ...(config.mqtt?.caFile !== undefined && { mqtt: { ...config.mqtt, caFile: resolve(baseDir, config.mqtt.caFile) } }),
+    ...(config.ocpp?.caFile !== undefined && { ocpp: { ...config.ocpp, caFile: resolve(baseDir, config.ocpp.caFile) } }),
   };
 }

@@ -131,6 +131,13 @@ const ocppSchema = z.strictObject({
     .default("1.6"),
   password: expecting(z.string(), "string (quote digits-only passwords in YAML)").optional(),
   connectorId: expecting(z.number().int().min(1), "integer >= 1").default(1),
+  // Security profile 2 (wss:// with a private CA); the system CAs otherwise. Relative to the config file.
+  caFile: filePath("PEM file with the CSMS's CA certificate").optional(),
+  // Boot fields the CSMS sees (BootNotification chargePointVendor/chargePointModel, CiString20).
+  vendor: expecting(z.string().min(1).max(20), "1-20 characters").default("trustpile"),
+  model: expecting(z.string().min(1).max(20), "1-20 characters").default("trustpile-cp"),
+  // Reconnect back-off after a lost or failed connection: doubles from 1 s up to this cap.
+  reconnectMaxDelayS: expecting(z.number().int().min(1).max(3600), "integer seconds 1..3600").default(60),
 });
 
 const mqttSchema = z.strictObject({

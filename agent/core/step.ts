@@ -306,6 +306,9 @@ class Stepper {
         state.relayMismatchSinceMs = undefined;
         if (state.phase === "faulted") this.closeSession();
         return;
+      case "availability":
+        state.inoperative = event.operative ? undefined : true;
+        return;
       case "shutdown":
         state.shuttingDown = true;
         return;
@@ -339,7 +342,9 @@ class Stepper {
       if (!session) return;
       switch (state.phase) {
         case "depositPending":
-          if (confirmationsOf(state, session) >= config.confirmations) {
+          // Inoperative: a confirmed deposit is held before authorize, so the EV may still cancel it after
+          // authTimeout instead of being locked into a pile that will not charge.
+          if (confirmationsOf(state, session) >= config.confirmations && state.inoperative !== true) {
             this.setPhase("authorizing");
             this.commands.push({ type: "sendAuthorize", sessionId: session.sessionId });
           }

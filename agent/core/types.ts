@@ -99,6 +99,11 @@ export interface CoreState {
   evPresenceKnown: boolean;
   meter: MeterHealth;
   fault?: string;
+  /**
+   * Made inoperative (OCPP ChangeAvailability): no new deposit is authorized while set; a running session finishes.
+   * Optional so snapshots written before it existed still load (absent = operative).
+   */
+  inoperative?: boolean;
   /** After a shutdown event the relay never closes again in this process. */
   shuttingDown: boolean;
   /** Sessions already settled or abandoned here, so a replayed or re-emitted deposit is never served twice. */
@@ -122,6 +127,8 @@ export type CoreEvent =
   | { type: "sessionClosedOnChain"; atMs: number; sessionId: bigint; how: "cancelled" | "expired" | "settled"; txHash?: string }
   | { type: "remoteStop"; atMs: number; sessionId?: bigint }
   | { type: "clearFault"; atMs: number }
+  /** Operator/CSMS availability: `operative: false` holds every new deposit before authorize. */
+  | { type: "availability"; atMs: number; operative: boolean }
   | { type: "shutdown"; atMs: number };
 
 export interface SignedTotalRequest {

@@ -65,9 +65,22 @@ export interface AgentOptions {
   bidderPollIntervalMs?: number;
 }
 
+/**
+ * An edge adapter that follows the core after the agent started (OCPP). `onJournaled` runs synchronously inside
+ * the journal transaction that appends the event, so whatever it writes to the journal (outbox rows) commits
+ * atomically with the event: a `kill -9` keeps both or neither. It must not do I/O beyond the journal.
+ */
+export interface StepObserver {
+  onJournaled?: (previous: CoreState, event: CoreEvent, next: CoreState) => void;
+  onStep?: (state: CoreState, event: CoreEvent, commands: CoreCommand[]) => void;
+  onSample?: (sample: MeterSample) => void;
+}
+
 export interface RunningAgent {
   readonly relay: RelayDriver;
   state(): CoreState;
+  /** Adds an observer; returns a function that removes it. */
+  observe(observer: StepObserver): () => void;
   /** Feeds an event from outside (remote stop from OCPP or an operator). */
   dispatch(event: CoreEvent): Promise<void>;
   /** Opens the relay, stops every loop and waits for the event queue to drain. The journal stays open. */
@@ -123,6 +136,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   let stopped = false;
   let queue: Promise<void> = Promise.resolve();
+  const observers = new Set<StepObserver>();
   const timers: NodeJS.Timeout[] = [];
 
   async function execute(command: CoreCommand): Promise<void> {
@@ -175,7 +189,19 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       const result = step(core, state, event);
       const changed = event.type !== "tick" || result.commands.length > 0 || result.state.phase !== state.phase;
       if (changed) {
-        const seq = journal.append(event as unknown as { type: string });
+        const previous = state;
+        const seq = journal.transaction(() => {
+          const appended = journal.append(event as unknown as { type: string });
+          for (const observer of observers) {
+            try {
+              observer.onJournaled?.(previous, event, result.state);
+            } catch (error) {
+              // An adapter's bug must never roll back or block the control loop's own record.
+              log.error({ err: error, ...fieldsOf(event) }, "step observer failed");
+            }
+          }
+          return appended;
+        });
         if (seq % SNAPSHOT_EVERY_EVENTS === 0) {
           journal.saveSnapshot(seq, result.state);
           journal.pruneEventsBefore(seq);
@@ -184,6 +210,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       state = result.state;
       for (const command of result.commands) await execute(command);
       options.onStep?.(state, event, result.commands);
+      for (const observer of observers) {
+        try {
+          observer.onStep?.(state, event, result.commands);
+        } catch (error) {
+          log.error({ err: error, ...fieldsOf(event) }, "step observer failed");
+        }
+      }
     }).catch((error: unknown) => {
       log.error({ err: error, ...fieldsOf(event) }, "event processing failed; opening the relay");
       void relay.forceOpen("error").catch(() => undefined);
@@ -259,6 +292,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       try {
         const sample = await io.meter.read();
         options.onSample?.(sample);
+        for (const observer of observers) {
+          try {
+            observer.onSample?.(sample);
+          } catch (error) {
+            log.error({ err: error }, "sample observer failed");
+          }
+        }
         await process({ type: "meterSample", atMs: sample.readAtMs, energyWh: sample.importEnergyWh, powerW: sample.powerW });
       } catch (error) {
         const kind = error instanceof MeterFault ? error.kind : "disconnected";
@@ -371,6 +411,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   return {
     relay,
     state: () => state,
+    observe(observer) {
+      observers.add(observer);
+      return () => void observers.delete(observer);
+    },
     dispatch: (event) => process(event),
     async stop() {
       if (stopped) return;

@@ -13,6 +13,7 @@ import { connectEvaluations, connectLedger, connectPricingAuction, SessionStatus
 import { openAuctionSession, openSession, rateSession, withdrawFromAuction } from "../chain/operations.ts";
 import type { RoundReport } from "../auction/ev-auction-rules.ts";
 import { SIM_NEIGHBOURS, SIM_PILE_BIDDING, etherPerKWh, runSimAuction } from "./sim-auction.ts";
+import { answerText, csmsViewOfSession, startSimOcpp, type SimOcpp, type SimOcppVersion } from "./sim-ocpp.ts";
 import { fromSd59x18, reputationUpdate, type Score } from "../reputation/eq2.ts";
 import { cpIdOf } from "../chain/session-total.ts";
 import { silentLogger, type Logger } from "../logging.ts";
@@ -34,11 +35,13 @@ import {
 } from "./world.ts";
 
 /** How each simulated session ends, cycled over the sessions. */
-type Scenario = { name: string; depositCoversWh: number; maxEnergyWh: number; pauseAndUnplugAtWh?: number };
+type Scenario = { name: string; depositCoversWh: number; maxEnergyWh: number; pauseAndUnplugAtWh?: number; remoteStopAtWh?: number };
 const SCENARIOS: Scenario[] = [
   { name: "deposit used up", depositCoversWh: 300, maxEnergyWh: 20_000 },
   { name: "EV pauses and unplugs", depositCoversWh: 1_000, maxEnergyWh: 20_000, pauseAndUnplugAtWh: 150 },
   { name: "EV's own limit", depositCoversWh: 1_000, maxEnergyWh: 250 },
+  // Without OCPP in the run nobody sends the remote stop, and the deposit ends this one.
+  { name: "operator stops it from the CSMS", depositCoversWh: 400, maxEnergyWh: 20_000, remoteStopAtWh: 120 },
 ];
 
 /** The EV's rating of the pile after a settled session, and what eq. 2 made of it. */
@@ -117,6 +120,8 @@ export interface SimOptions {
    * loopback port that stays up for the whole run. `false` runs without telemetry.
    */
   telemetry?: false | { mqttUrl?: string };
+  /** The pile's OCPP link to hw-sim's CSMS simulator in this version (default "1.6"); `false` runs without OCPP. */
+  ocpp?: false | { version: SimOcppVersion };
 }
 
 export const SIM_TOPIC_PREFIX = "trustpile";
@@ -273,6 +278,7 @@ export async function runSim(options: SimOptions): Promise<SimRunReport> {
   const log = options.log ?? silentLogger();
   let simTelemetry: SimTelemetry | undefined;
   let world: SimWorld | undefined;
+  let simOcpp: SimOcpp | undefined;
   try {
     if (options.telemetry !== false) {
       simTelemetry = await startSimTelemetry(options.telemetry?.mqttUrl, log.child({ component: "telemetry" }));
@@ -318,6 +324,19 @@ export async function runSim(options: SimOptions): Promise<SimRunReport> {
       progress(
         `bidding: every ${auctionEvery === 1 ? "" : `${ordinal(auctionEvery)} `}session goes through an auction; ${SIM_CHARGE_POINT_ID} has the lowest floor and normally wins. A neighbour that wins has no hardware here: that session is skipped.`,
       );
+    }
+
+    if (options.ocpp !== false) {
+      const version = options.ocpp?.version ?? "1.6";
+      simOcpp = await startSimOcpp(world, version, log, progress);
+      const { csms } = simOcpp;
+      progress(`csms: OCPP ${version} CSMS simulator at ${csms.url} (operator console ${csms.operatorUrl}); ${SIM_CHARGE_POINT_ID} booted and was accepted`);
+      const changed = await csms.changeConfiguration(SIM_CHARGE_POINT_ID, "MeterValueSampleInterval", "5");
+      progress(`  csms: change configuration MeterValueSampleInterval = 5 s → ${answerText(changed)}`);
+      const triggered = await csms.trigger(SIM_CHARGE_POINT_ID, "StatusNotification");
+      progress(`  csms: trigger StatusNotification → ${answerText(triggered)}`);
+      const refused = await csms.remoteStart(SIM_CHARGE_POINT_ID, "1");
+      progress(`  csms: remote start with no deposit on chain → ${answerText(refused)} (only a confirmed deposit energizes)`);
     }
 
     const ledgerAsEv = connectLedger(deployment.ChargingLedger, evWallet);
@@ -400,6 +419,30 @@ export async function runSim(options: SimOptions): Promise<SimRunReport> {
         if (drawn.amountWei > 0n) progress(`  ev: withdrew its invitation deposit ${formatEther(drawn.amountWei)} ether from the auction`);
       }
 
+      if (simOcpp) {
+        const { csms } = simOcpp;
+        await waitUntil(
+          `the deposit of session ${sessionId} confirmed`,
+          () => {
+            const state = world?.agent.state();
+            return state?.session?.sessionId === sessionId && state.phase !== "depositPending";
+          },
+          60_000,
+          options.signal,
+        );
+        const accepted = await csms.remoteStart(SIM_CHARGE_POINT_ID, sessionId.toString());
+        progress(`  csms: remote start for session ${sessionId} (its deposit is confirmed) → ${answerText(accepted)}`);
+      }
+      if (scenario.remoteStopAtWh !== undefined && simOcpp) {
+        const target = scenario.remoteStopAtWh;
+        const { csms, version } = simOcpp;
+        await waitUntil(`${target} Wh delivered`, () => registerWh() - meterBeforeWh >= target, 120_000, options.signal);
+        const running = simOcpp.ocpp();
+        await waitUntil(`the CSMS's transaction id of session ${sessionId}`, () => running.transactionIdOf(sessionId) !== undefined || version === "2.0.1", 30_000, options.signal);
+        const transactionId = version === "1.6" ? Number(running.transactionIdOf(sessionId)) : sessionId.toString();
+        const stopped = await csms.remoteStop(SIM_CHARGE_POINT_ID, transactionId);
+        progress(`  csms: remote stop of transaction ${transactionId} after ${registerWh() - meterBeforeWh} Wh → ${answerText(stopped)}`);
+      }
       if (scenario.pauseAndUnplugAtWh !== undefined) {
         const target = scenario.pauseAndUnplugAtWh;
         await waitUntil(`${target} Wh delivered`, () => registerWh() - meterBeforeWh >= target, 120_000, options.signal);
@@ -437,6 +480,28 @@ export async function runSim(options: SimOptions): Promise<SimRunReport> {
           },
         );
         if ((counts.get(key) ?? 0) === 0) problems.push(`no telemetry session message arrived for session ${sessionId} on ${simTelemetry.url}`);
+      }
+      if (simOcpp) {
+        const { csms, version } = simOcpp;
+        const sid = sessionId;
+        // The Stop may still be on its way (the queue sends after the settle step); give it a moment.
+        await waitUntil(
+          `the CSMS to hear the end of session ${sid}`,
+          () => csmsViewOfSession(csms.conversation(SIM_CHARGE_POINT_ID), sid, version).meterStopWh !== undefined,
+          15_000,
+          options.signal,
+        ).catch((error: unknown) => {
+          if (options.signal?.aborted) throw error;
+        });
+        const view = csmsViewOfSession(csms.conversation(SIM_CHARGE_POINT_ID), sid, version);
+        progress(
+          `  csms: transaction ${view.transactionId ?? "?"}: ${view.sequence.join(", ") || "nothing"}; meter ${view.meterStartWh ?? "?"} → ${view.meterStopWh ?? "?"} Wh${view.stopReason ? `, reason ${view.stopReason}` : ""}`,
+        );
+        if (view.meterStartWh === undefined || view.meterStopWh === undefined) {
+          problems.push(`the CSMS never heard the start and stop of session ${sid}`);
+        } else if (BigInt(view.meterStopWh - view.meterStartWh) !== energyWh) {
+          problems.push(`the CSMS saw ${view.meterStopWh - view.meterStartWh} Wh (meterStop − meterStart), the chain settled ${energyWh} Wh`);
+        }
       }
       progress(
         `session ${sessionId}: settled ${energyWh} Wh, cost ${costWei} wei, refund ${refundWei} wei, meter moved ${meterDeltaWh} Wh — ${problems.length === 0 ? "exact" : problems.join("; ")} (tx ${settledLog?.transactionHash ?? "?"})`,
@@ -500,6 +565,7 @@ export async function runSim(options: SimOptions): Promise<SimRunReport> {
     }
     return { sessions: reports, skippedAuctions };
   } finally {
+    await simOcpp?.stop();
     await world?.stop();
     await simTelemetry?.close();
   }

@@ -91,6 +91,13 @@ export interface SimWorld {
   hwSim: HwSim;
   agent: RunningAgent;
   core: CoreConfig;
+  /** The agent's journal (OCPP joins the agent on it). */
+  journal: Journal;
+  /**
+   * Stops the agent and starts a new one on the same journal and hardware, as a reboot of the pile would
+   * (OCPP Reset in the sim, restart tests). `agent` then names the new one.
+   */
+  restartAgent(): Promise<RunningAgent>;
   neighbours: SimNeighbour[];
   /** What the simulated meter's import register shows: whole Wh, as the agent reads it. */
   registerWh(): number;
@@ -196,7 +203,7 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
       stopReadingDelayMs: SIM_POLL_INTERVAL_MS,
       stopReadingTimeoutMs: 10_000,
     };
-    const agent = await startAgent({
+    const startSimAgent = (): Promise<RunningAgent> => startAgent({
       core,
       pollIntervalMs: SIM_POLL_INTERVAL_MS,
       io: { meter, relay: io.relay, ...(io.feedback ? { feedback: io.feedback } : {}), ...(io.evPresent ? { evPresent: io.evPresent } : {}) },
@@ -208,6 +215,7 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
       ...(options.onSample ? { onSample: options.onSample } : {}),
       ...options.bidding,
     });
+    let agent = await startSimAgent();
     cleanups.push(() => agent.stop());
 
     const neighbours: SimNeighbour[] = [];
@@ -228,7 +236,7 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
       cleanups.push(() => bidder.stop());
       neighbours.push({ spec, cpId: cpIdOf(spec.chargePointId), device: neighbourDevice, bidder });
     }
-    return {
+    const world: SimWorld = {
       chain,
       provider,
       deployment,
@@ -239,10 +247,18 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
       hwSim,
       agent,
       core,
+      journal,
+      async restartAgent() {
+        await agent.stop();
+        agent = await startSimAgent();
+        world.agent = agent;
+        return agent;
+      },
       neighbours,
       registerWh: () => Math.floor(hwSim.board.meter.energyWh()),
       stop,
     };
+    return world;
   } catch (error) {
     await stop();
     throw error;

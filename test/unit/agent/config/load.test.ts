@@ -103,7 +103,14 @@ describe("loadConfig", () => {
     expect(config.chain.rpcUrl).toBe("wss://rpc.example/ws");
     expect(config.meter).toMatchObject({ driver: "sdm120", transport: "tcp", host: "10.0.0.5", port: 502 });
     expect(config.gpio.relay).toBeUndefined();
-    expect(config.ocpp).toEqual({ url: "wss://csms.example/ocpp", version: "1.6", connectorId: 1 });
+    expect(config.ocpp).toEqual({
+      url: "wss://csms.example/ocpp",
+      version: "1.6",
+      connectorId: 1,
+      vendor: "trustpile",
+      model: "trustpile-cp",
+      reconnectMaxDelayS: 60,
+    });
     expect(config.mqtt).toEqual({ url: "mqtt://broker:1883", topicPrefix: "trustpile", homeAssistant: true });
     // Above 2^53: a number would have lost the last digits.
     expect(config.bidding).toEqual({ enabled: true, floorPricePerKWh: 250_000_000_000_000_000_000n, undercutStep: 1000n });

@@ -346,6 +346,44 @@ describe("session core: relay faults, start-up and shutdown", () => {
   });
 });
 
+describe("session core: availability (OCPP ChangeAvailability)", () => {
+  it("holds a confirmed deposit before authorize while inoperative, and authorizes it once operative again", () => {
+    const run = new Run();
+    run.send({ type: "startup" });
+    run.send({ type: "evPresence", present: true });
+    run.sample(100_000, 0);
+    run.send({ type: "availability", operative: false });
+    expect(run.state.inoperative).toBe(true);
+    run.send({ type: "depositSeen", ...terms(7n) });
+    for (let block = 11; block < 30; block++) {
+      expect(run.send({ type: "chainHead", blockNumber: block }).filter((c) => c.type === "sendAuthorize")).toEqual([]);
+    }
+    expect(run.state.phase).toBe("depositPending");
+    expect(run.relayCommands().filter((c) => c.closed)).toEqual([]);
+    expect(run.send({ type: "availability", operative: true })).toContainEqual({ type: "sendAuthorize", sessionId: 7n });
+    expect(run.state.inoperative).toBeUndefined();
+    expect(run.state.phase).toBe("authorizing");
+  });
+
+  it("lets a running session deliver to its end while inoperative, then holds the next queued deposit", () => {
+    const run = new Run();
+    run.energize(1n);
+    run.send({ type: "depositSeen", ...terms(2n, { depositBlock: 12 }) });
+    run.send({ type: "availability", operative: false });
+    run.at(run.t + 1_000).sample(100_500, 7_000);
+    expect(run.state.phase).toBe("energized");
+    expect(run.state.relayCommandedClosed).toBe(true);
+    run.send({ type: "remoteStop", sessionId: 1n });
+    run.send({ type: "relayFeedback", closed: false });
+    run.at(run.t + 1_500).sample(100_510, 0);
+    expect(run.state.phase).toBe("settling");
+    run.send({ type: "settleMined", sessionId: 1n, txHash: "0x5e" });
+    run.send({ type: "chainHead", blockNumber: 40 });
+    expect(run.state.session?.sessionId).toBe(2n);
+    expect(run.state.phase).toBe("depositPending");
+  });
+});
+
 describe("session core: several deposits", () => {
   it("serves a deposit that arrives during a session after that session settles, never a deposit twice", () => {
     const run = new Run();
