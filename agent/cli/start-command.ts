@@ -114,6 +114,7 @@ export function registerStartCommand(program: Command): void {
             journal,
             log,
             onReset: (kind) => requestStop(`reset ${kind}`),
+            meterStaleAfterMs: config.meter.staleAfterMs,
             firmwareVersion: TRUSTPILE_VERSION,
             meterType: meter.model,
           });

@@ -10,6 +10,7 @@ import type { Journal } from "../journal/journal.ts";
 import type { Logger } from "../logging.ts";
 import type { StepObserver } from "../runtime/agent.ts";
 import { startV16 } from "./v16.ts";
+import { startV201 } from "./v201.ts";
 
 export type OcppConfig = NonNullable<Config["ocpp"]>;
 
@@ -43,6 +44,8 @@ export interface StartOcppOptions {
   onReset: (kind: ResetKind) => void | Promise<void>;
   /** Unix ms; defaults to Date.now. */
   clock?: () => number;
+  /** `meter.staleAfterMs`: how long a meter fault must last before the connector reports it. Default 3 000. */
+  meterStaleAfterMs?: number;
   /** BootNotification fields. */
   firmwareVersion?: string;
   meterType?: string;
@@ -69,22 +72,6 @@ export function startOcpp(options: StartOcppOptions): RunningOcpp {
     case "1.6":
       return startV16(options);
     case "2.0.1":
-      return startV201Registered(options);
+      return startV201(options);
   }
-}
-
-type Starter = (options: StartOcppOptions) => RunningOcpp;
-let v201Starter: Starter | undefined;
-
-/**
- * The 2.0.1 adapter registers itself here (agent/ocpp/v201.ts) so this module does not depend on a file that is
- * built in parallel; the lead may replace this with a direct import.
- */
-export function registerV201(starter: Starter): void {
-  v201Starter = starter;
-}
-
-function startV201Registered(options: StartOcppOptions): RunningOcpp {
-  if (!v201Starter) throw new Error('ocpp.version: "2.0.1" is not available in this build; expected "1.6"');
-  return v201Starter(options);
 }

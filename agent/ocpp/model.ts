@@ -28,6 +28,11 @@ export interface OcppModelConfig {
   meterValueSampleIntervalS: number;
   /** `ClockAlignedDataInterval` in s; 0 sends no clock-aligned values. */
   clockAlignedDataIntervalS: number;
+  /**
+   * `meter.staleAfterMs`: a meter fault is reported (Faulted, PowerMeterFailure) only once no good reading came for
+   * this long, the same rule the core uses, so one timed-out poll does not flap the connector. Default 3 000.
+   */
+  meterStaleAfterMs?: number;
 }
 
 /** What the adapter knows that the core does not (availability scope, why it asked the core to stop). */
@@ -97,12 +102,16 @@ export function stopReasonOf(reason: StopReason | undefined): TransactionStopRea
 
 const SESSION_WAITING_PHASES: readonly Phase[] = ["depositPending", "authorizing", "authorized"];
 
-function faultReport(state: CoreState): StatusReport | undefined {
+const DEFAULT_METER_STALE_AFTER_MS = 3_000;
+
+function faultReport(state: CoreState, meterStaleAfterMs = DEFAULT_METER_STALE_AFTER_MS): StatusReport | undefined {
   if (state.fault !== undefined) {
     const switchFault = /contactor|relay|feedback/i.test(state.fault);
     return { status: "Faulted", errorCode: switchFault ? "PowerSwitchFailure" : "OtherError", info: state.fault.slice(0, 50) };
   }
-  if (state.meter.faultKind !== undefined) {
+  const lastGoodAtMs = state.meter.lastSampleAtMs;
+  const stale = lastGoodAtMs === undefined || state.nowMs - lastGoodAtMs >= meterStaleAfterMs;
+  if (state.meter.faultKind !== undefined && stale) {
     return { status: "Faulted", errorCode: "PowerMeterFailure", info: `meter ${state.meter.faultKind}`.slice(0, 50) };
   }
   return undefined;
@@ -118,13 +127,13 @@ export function chargePointStatusOf(state: CoreState, inputs: OcppModelInputs): 
 }
 
 /** The connector's status (OCPP 1.6 §4.9 state machine) as the core's phase and inputs imply it. */
-export function connectorStatusOf(state: CoreState, finishingUntilUnplug: boolean): StatusReport {
+export function connectorStatusOf(state: CoreState, finishingUntilUnplug: boolean, meterStaleAfterMs?: number): StatusReport {
   const session = state.session;
   if (state.fault !== undefined || state.phase === "faulted") return faultReport(state) ?? { status: "Faulted", errorCode: "InternalError" };
   // During a session a silent meter ends it through the core (meterLost) and the stop explains it; one missed
   // poll must not flap the connector between Faulted and Charging.
   const delivering = session !== undefined && !SESSION_WAITING_PHASES.includes(state.phase);
-  const meterFault = faultReport(state);
+  const meterFault = faultReport(state, meterStaleAfterMs);
   if (meterFault && !delivering) return meterFault;
   if (session) {
     switch (state.phase) {
@@ -257,7 +266,7 @@ export function observeCore(
     state.chargePoint = chargePoint;
     intents.push({ type: "status", connectorId: 0, ...chargePoint, atMs });
   }
-  const connector = connectorStatusOf(core, state.finishingUntilUnplug);
+  const connector = connectorStatusOf(core, state.finishingUntilUnplug, config.meterStaleAfterMs);
   // Finishing means "the transaction has stopped" (1.6 §4.9): while the core waits for its stop reading the
   // transaction is still open, so the connector keeps its status until the StopTransaction is out.
   const awaitingStop = state.transaction !== undefined && core.phase === "stopping" && connector.status === "Finishing";

@@ -63,7 +63,9 @@ export function createOcppObserver(options: OcppObserverOptions): OcppObserver {
   const stored = journal.getValue(MODEL_STATE_KEY) as OcppModelState | undefined;
   let model: OcppModelState = stored ?? initialModelState();
   let lastSample: MeterSample | undefined;
-  let unsent: ObservedStep[] = [];
+  // What the last journal transaction wrote, taken over by `flush` only once that transaction has committed (the
+  // agent calls onStep after it): a rolled-back step leaves the model and the adapter untouched.
+  let staged: { model: OcppModelState; step?: ObservedStep } | undefined;
 
   /** Runs inside the caller's journal transaction. */
   function apply(previous: CoreState | undefined, core: CoreState, atMs: number, sample: MeterSample | undefined): void {
@@ -71,6 +73,7 @@ export function createOcppObserver(options: OcppObserverOptions): OcppObserver {
     const inputs = options.inputs();
     const intents: OcppIntent[] = [];
     let next = model;
+    staged = undefined;
     if (sample) {
       // The reading first: a start in this step reports it as its Transaction.Begin values.
       next = { ...next, lastReading: readingOf(sample) };
@@ -90,22 +93,21 @@ export function createOcppObserver(options: OcppObserverOptions): OcppObserver {
       }
     }
     journal.setValue(MODEL_STATE_KEY, next);
-    model = next;
     const authorizeSessionId = previous ? authorizeDue(previous, core) : undefined;
-    if (intents.length > 0 || authorizeSessionId !== undefined) {
-      unsent.push({ intents, ...(authorizeSessionId === undefined ? {} : { authorizeSessionId }) });
-    }
+    const hasNews = intents.length > 0 || authorizeSessionId !== undefined;
+    staged = { model: next, ...(hasNews ? { step: { intents, ...(authorizeSessionId === undefined ? {} : { authorizeSessionId }) } } : {}) };
   }
 
   function flush(): void {
-    const steps = unsent;
-    unsent = [];
-    for (const step of steps) {
-      try {
-        options.onObserved(step);
-      } catch (error) {
-        log.error({ err: error }, "ocpp adapter failed to take intents");
-      }
+    const committed = staged;
+    staged = undefined;
+    if (!committed) return;
+    model = committed.model;
+    if (!committed.step) return;
+    try {
+      options.onObserved(committed.step);
+    } catch (error) {
+      log.error({ err: error }, "ocpp adapter failed to take intents");
     }
   }
 

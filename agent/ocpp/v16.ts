@@ -309,6 +309,9 @@ export function startV16(options: StartOcppOptions): RunningOcpp {
       return;
     }
     // Pending/Rejected: nothing but the boot (and answers to the CSMS) until it accepts; 1.6 §4.2.
+    accepted = false;
+    if (heartbeatTimer) clearInterval(heartbeatTimer);
+    heartbeatTimer = undefined;
     scheduleBoot(intervalS > 0 ? intervalS : 30);
   }
 
@@ -343,6 +346,7 @@ export function startV16(options: StartOcppOptions): RunningOcpp {
       connectorId,
       meterValueSampleIntervalS: configuration.getInteger("MeterValueSampleInterval"),
       clockAlignedDataIntervalS: configuration.getInteger("ClockAlignedDataInterval"),
+      ...(options.meterStaleAfterMs === undefined ? {} : { meterStaleAfterMs: options.meterStaleAfterMs }),
     }),
     inputs: () => inputs,
     onObserved,

@@ -11,13 +11,13 @@
  * - `seqNo` counts per transaction and is fixed per message the first time it is sent, in the journal: a retried
  *   or restarted delivery repeats its number, and a message dropped after MessageAttempts leaves the gap 2.0.1
  *   uses to show a loss.
- * - The charging state (Charging, SuspendedEV, EVConnected) rides on TransactionEvent, not on the connector status:
- *   a change goes out as `Updated/ChargingStateChanged` once every queued message of the transaction is out, so it
- *   never overtakes them.
+ * - The charging state (Charging, SuspendedEV, SuspendedEVSE) rides on TransactionEvent, not on the connector
+ *   status (Preparing … Finishing are all `Occupied`): a change goes out as `Updated/ChargingStateChanged`.
  * - Errors go to the device model (NotifyEvent on a component's `Problem`): StatusNotification has no error code.
  * - Nothing but BootNotification is sent before the CSMS accepted the boot (2.0.1 B02/B03); a reconnect does not
  *   boot again (B01: once per start), it re-sends the status and drains the queue.
- * - One send chain, as in 1.6: online, the CSMS hears a session in the order it happened.
+ * - One send chain, and live messages (status, Authorize, charging state) kept in order with the queued
+ *   transaction messages around them: online, the CSMS hears a session exactly in the order it happened.
  */
 import type { CoreState, Phase } from "../core/types.ts";
 import { describeError } from "../errors.ts";
@@ -121,11 +121,12 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let bootTimer: NodeJS.Timeout | undefined;
   let sendChain: Promise<void> = Promise.resolve();
-  let resetRun: Promise<void> | undefined;
+  /** The latest Reset request; a waiting OnIdle reset yields to a later Immediate one, so the host resets once. */
+  let resetGeneration = 0;
+  let resetPending: "Immediate" | "OnIdle" | undefined;
   let reportedProblem: string | undefined;
   /** What the CSMS last heard per EVSE on this connection. */
   const lastSentStatus = new Map<number, ConnectorStatus201>();
-  let pendingChargingState: { sessionId: bigint; chargingState: ChargingState201; atMs: number } | undefined;
 
   const ready = (): boolean => accepted && !stopped && connection.isOnline();
 
@@ -190,37 +191,70 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
     return { type: "status", connectorId: connector, ...report, atMs };
   }
 
-  function sendStatus(intent: Extract<OcppIntent, { type: "status" }>): Promise<void> {
-    return later(async () => {
-      if (!ready()) return;
-      const request = statusNotification201(intent);
-      // Preparing, Charging, Finishing … are all Occupied in 2.0.1: the CSMS hears a change, not a repeat.
-      if (request && lastSentStatus.get(request.evseId) !== request.connectorStatus) {
-        const reply = await callLogged("StatusNotification", request);
-        if (reply !== undefined) lastSentStatus.set(request.evseId, request.connectorStatus);
-        log.info({ evseId: request.evseId, connectorStatus: request.connectorStatus, status: intent.status }, "ocpp status");
-      }
-      await syncProblem(intent);
-    });
+  /**
+   * Live messages (statuses, Authorize, charging-state changes, idle meter values) wait in order behind the
+   * transaction messages queued before them, and go out before those queued after them: the queue's drain sends
+   * whatever is pending, so without this a fast session would reach the CSMS as Started before its Authorize, or
+   * Ended before the Faulted status that caused it. Dropped when the connection goes: a reconnect re-sends the
+   * current status instead of a stale history.
+   */
+  let liveSeq = 0;
+  const pendingLive: { seq: number; task: () => Promise<unknown> }[] = [];
+  /** Transaction intent → how many live messages were created before it. */
+  const liveBefore = new Map<string, number>();
+
+  function live(task: () => Promise<unknown>): void {
+    if (!ready()) return; // nobody listens; the next (re)registration sends the current status
+    liveSeq += 1;
+    pendingLive.push({ seq: liveSeq, task });
+    void later(() => runLive());
+  }
+
+  function intentKey(intent: QueuedMessage["intent"]): string {
+    const at = intent.type === "meterValues" ? `${intent.reading.atMs}:${intent.context}` : String(intent.atMs);
+    return `${intent.type}:${intent.sessionId.toString()}:${at}`;
+  }
+
+  /** Runs live messages up to `upTo`, never past one created after a transaction message still waiting. */
+  async function runLive(upTo = Number.POSITIVE_INFINITY): Promise<void> {
+    let limit = upTo;
+    for (const message of queue.pending()) limit = Math.min(limit, liveBefore.get(intentKey(message.intent)) ?? limit);
+    while (pendingLive.length > 0 && (pendingLive[0]?.seq ?? Number.POSITIVE_INFINITY) <= limit) {
+      const next = pendingLive.shift();
+      if (next && ready()) await next.task();
+    }
+  }
+
+  /** `transactionId`: the transaction running when the status arose (a problem report names it). */
+  async function sendStatusNow(intent: Extract<OcppIntent, { type: "status" }>, transactionId?: string): Promise<void> {
+    if (!ready()) return;
+    const request = statusNotification201(intent);
+    // Preparing, Charging, Finishing … are all Occupied in 2.0.1: the CSMS hears a change, not a repeat.
+    if (request && lastSentStatus.get(request.evseId) !== request.connectorStatus) {
+      const reply = await callLogged("StatusNotification", request);
+      if (reply !== undefined) lastSentStatus.set(request.evseId, request.connectorStatus);
+      log.info({ evseId: request.evseId, connectorStatus: request.connectorStatus, status: intent.status }, "ocpp status");
+    }
+    await syncProblem(intent, transactionId);
   }
 
   function sendCurrentStatus(): Promise<void> {
     const model = observer.model();
     const atMs = clock();
-    const sends: Promise<void>[] = [];
-    // Connector 0 (the whole pile) has no 2.0.1 status, but its fault is a Problem to report.
-    if (model.chargePoint?.status === "Faulted") sends.push(sendStatus(statusIntent(0, model.chargePoint, atMs)));
-    if (model.connector) sends.push(sendStatus(statusIntent(connectorId, model.connector, atMs)));
-    return Promise.all(sends).then(() => undefined);
+    return later(async () => {
+      // Connector 0 (the whole pile) has no 2.0.1 status, but its fault is a Problem to report.
+      const transactionId = model.transaction?.sessionId;
+      if (model.chargePoint?.status === "Faulted") await sendStatusNow(statusIntent(0, model.chargePoint, atMs), transactionId);
+      if (model.connector) await sendStatusNow(statusIntent(connectorId, model.connector, atMs), transactionId);
+    });
   }
 
   /** Raises, moves or clears the device-model Problem a status implies (runs inside the send chain). */
-  async function syncProblem(intent: Extract<OcppIntent, { type: "status" }>): Promise<void> {
+  async function syncProblem(intent: Extract<OcppIntent, { type: "status" }>, transactionId: string | undefined): Promise<void> {
     if (intent.connectorId !== connectorId && intent.status !== "Faulted") return;
     const wanted = intent.status === "Faulted" ? (problemComponentOf(intent.errorCode) ?? "ChargingStation") : undefined;
     if (wanted === reportedProblem) return;
-    const transaction = observer.model().transaction;
-    const base = { seqNo: 0, atMs: intent.atMs, connectorId, ...(transaction ? { transactionId: transaction.sessionId } : {}) };
+    const base = { seqNo: 0, atMs: intent.atMs, connectorId, ...(transactionId === undefined ? {} : { transactionId }) };
     if (reportedProblem !== undefined) {
       await callLogged("NotifyEvent", problemNotification201({ ...base, eventId: nextEventId(), errorCode: "NoError", component: reportedProblem, cleared: true }));
     }
@@ -232,68 +266,65 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
     reportedProblem = wanted;
   }
 
+  /** The charging state the CSMS will have heard once everything already handed over is out. */
+  const announcedChargingState = new Map<string, ChargingState201>();
+
   function noteChargingState(intent: Extract<OcppIntent, { type: "status" }>): void {
     const transaction = observer.model().transaction;
     const chargingState = chargingStateOf(intent.status);
     // Only changes while the transaction runs: its start says Charging and its Ended says EVConnected or Idle.
     if (!transaction || (chargingState !== "Charging" && chargingState !== "SuspendedEV" && chargingState !== "SuspendedEVSE")) return;
     const sessionId = BigInt(transaction.sessionId);
-    const last = pendingChargingState?.sessionId === sessionId ? pendingChargingState.chargingState : (readRecord(sessionId).chargingState ?? "Charging");
+    const last = announcedChargingState.get(transaction.sessionId) ?? readRecord(sessionId).chargingState ?? "Charging";
     if (chargingState === last) return;
-    pendingChargingState = { sessionId, chargingState, atMs: intent.atMs };
-  }
-
-  /** Sends the newest charging state once the transaction's queued messages are all out (never ahead of them). */
-  async function flushChargingState(): Promise<void> {
-    const pending = pendingChargingState;
-    if (!pending || !ready()) return;
-    if (observer.model().transaction?.sessionId !== pending.sessionId.toString()) {
-      pendingChargingState = undefined; // ended meanwhile: Ended carries the final state
-      return;
-    }
-    if (queue.transactionIdOf(pending.sessionId) === undefined) return; // Started not confirmed yet
-    if (queue.pending().some((message) => message.intent.sessionId === pending.sessionId)) return; // the next drain retries
-    pendingChargingState = undefined;
-    const { seqNo } = seqNoFor(pending.sessionId, `chargingState:${pending.atMs}:${pending.chargingState}`);
-    const reply = await callLogged("TransactionEvent", chargingStateChanged201(pending.sessionId, pending.chargingState, pending.atMs, { seqNo }));
-    if (reply !== undefined) updateRecord(pending.sessionId, { chargingState: pending.chargingState });
+    announcedChargingState.set(transaction.sessionId, chargingState);
+    live(async () => {
+      if (queue.transactionIdOf(sessionId) === undefined) return; // its Started never reached the CSMS
+      const { seqNo } = seqNoFor(sessionId, `chargingState:${intent.atMs}:${chargingState}`);
+      const reply = await callLogged("TransactionEvent", chargingStateChanged201(sessionId, chargingState, intent.atMs, { seqNo }));
+      if (reply !== undefined) updateRecord(sessionId, { chargingState });
+    });
   }
 
   function drainQueue(): Promise<void> {
     return later(async () => {
       await queue.drain(deliver);
-      await flushChargingState();
+      await runLive();
     });
   }
 
   function onObserved(step: ObservedStep): void {
     if (step.authorizeSessionId !== undefined) {
       const idToken = sessionIdToken(step.authorizeSessionId);
-      void later(async () => {
-        if (!ready()) return;
+      live(async () => {
         const reply = await callLogged("Authorize", { idToken });
         const status = isRecord(reply?.idTokenInfo) ? reply.idTokenInfo.status : undefined;
         // Informational only: the confirmed deposit authorizes the session, whatever the CSMS's token list says.
         if (status !== undefined && status !== "Accepted") log.warn({ sessionId: idToken.idToken, status }, "the CSMS did not accept the session's idToken; the deposit authorizes it");
       });
     }
+    const transactionId = observer.model().transaction?.sessionId;
     for (const intent of step.intents) {
       if (intent.type === "transactionStopped") delete inputs.stopReasonOverride;
       switch (intent.type) {
         case "status":
-          void sendStatus(intent);
+          live(() => sendStatusNow(intent, transactionId));
           if (intent.connectorId === connectorId) noteChargingState(intent);
           break;
         case "meterValues":
-          if (intent.sessionId !== undefined) break; // queued: the drain below sends it
-          void later(async () => {
-            if (!ready()) return;
+          if (intent.sessionId !== undefined) {
+            liveBefore.set(intentKey({ ...intent, sessionId: intent.sessionId }), liveSeq);
+            break;
+          }
+          live(async () => {
             const request = meterValues201(intent, measurandsOf(intent.context === "Sample.Clock" ? "MeterValuesAlignedData" : "MeterValuesSampledData"));
             if (request) await callLogged("MeterValues", request);
           });
           break;
         case "transactionStarted":
         case "transactionStopped":
+          liveBefore.set(intentKey(intent), liveSeq);
+          if (intent.type === "transactionStopped") announcedChargingState.delete(intent.sessionId.toString());
           break;
       }
     }
@@ -324,6 +355,9 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
   async function deliver(message: QueuedMessage): Promise<DeliveryOutcome> {
     if (!ready()) return { kind: "offline" };
     const intent = message.intent;
+    const key = intentKey(intent);
+    await runLive(liveBefore.get(key) ?? 0);
+    if (!ready()) return { kind: "offline" };
     const request = transactionEventOf(message);
     if (!request) return { kind: "confirmed" }; // no measurands configured: nothing to say
     const fields = { sessionId: intent.sessionId.toString(), eventType: request.eventType, seqNo: request.seqNo };
@@ -341,13 +375,16 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
     }
     switch (intent.type) {
       case "transactionStarted":
+        liveBefore.delete(key);
         log.info({ ...fields, meterStartWh: intent.meterStartWh }, "ocpp TransactionEvent Started");
         return { kind: "confirmed", transactionId: request.transactionInfo.transactionId };
       case "transactionStopped":
+        liveBefore.delete(key);
         log.info({ ...fields, meterStopWh: intent.meterStopWh, stoppedReason: request.transactionInfo.stoppedReason }, "ocpp TransactionEvent Ended");
         writeRecord(intent.sessionId, undefined);
         return { kind: "confirmed" };
       case "meterValues":
+        liveBefore.delete(key);
         return { kind: "confirmed" };
     }
   }
@@ -417,6 +454,7 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
   });
   connection.onClose(() => {
     connectedSinceMs = Number.POSITIVE_INFINITY;
+    pendingLive.length = 0;
     if (heartbeatTimer) clearInterval(heartbeatTimer);
     heartbeatTimer = undefined;
     if (bootTimer) clearTimeout(bootTimer);
@@ -449,7 +487,7 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
     return true;
   }
 
-  async function reset(type: "Immediate" | "OnIdle"): Promise<void> {
+  async function reset(type: "Immediate" | "OnIdle", generation: number): Promise<void> {
     const state = agent.state();
     const sessionId = state.session?.sessionId;
     let stoppedSession = false;
@@ -461,11 +499,15 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
     }
     // "Settled first": Immediate waits for the stop reading and the signed total (bounded; the journal resumes
     // anything unfinished after the restart); OnIdle waits for the session to end on its own, however long.
-    const settled = await waitUntil(() => !sessionNeedsSettling(agent.state()) || agent.state().phase === "settling", type === "Immediate" ? 60_000 : Number.POSITIVE_INFINITY);
-    if (stopped) return;
+    const settled = await waitUntil(
+      () => generation !== resetGeneration || !sessionNeedsSettling(agent.state()) || agent.state().phase === "settling",
+      type === "Immediate" ? 60_000 : Number.POSITIVE_INFINITY,
+    );
+    if (stopped || generation !== resetGeneration) return;
     if (!settled) log.warn("reset: the session did not reach settling within 60 s; resetting anyway (the journal resumes it)");
     // Give the Ended event a moment to leave; the queue keeps it across the reset either way.
     await Promise.race([drainQueue(), new Promise((resolve) => setTimeout(resolve, 5_000))]);
+    if (generation !== resetGeneration) return;
     log.info({ type, sessionStopped: stoppedSession }, "ocpp reset");
     await options.onReset(resetKindOf(type));
   }
@@ -525,12 +567,18 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
       return { status: "Rejected", statusInfo: { reasonCode: "EvseReset", additionalInfo: "reset the whole station (no evseId)" } };
     }
     const busy = sessionNeedsSettling(agent.state());
-    if (!resetRun || type === "Immediate") {
+    // A second OnIdle while one waits changes nothing; an Immediate takes over from a waiting OnIdle.
+    if (resetPending === undefined || (type === "Immediate" && resetPending === "OnIdle")) {
+      resetGeneration += 1;
+      const generation = resetGeneration;
+      resetPending = type;
       // After the reply is on its way: the CSMS hears Accepted before the Ended it causes.
       setTimeout(() => {
-        resetRun = reset(type)
+        void reset(type, generation)
           .catch((error: unknown) => log.error({ err: error }, "reset failed"))
-          .finally(() => (resetRun = undefined));
+          .finally(() => {
+            if (generation === resetGeneration) resetPending = undefined;
+          });
       }, 0);
     }
     return { status: busy && type === "OnIdle" ? "Scheduled" : "Accepted" };

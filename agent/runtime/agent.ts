@@ -185,6 +185,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
 
   function process(event: CoreEvent): Promise<void> {
+    // After stop() nothing may step this agent again: a late GPIO edge or meter reply would otherwise advance a
+    // stale state and journal it next to the state of the agent that replaced this one (in-process restarts).
+    if (stopped) return queue;
     queue = queue.then(async () => {
       const result = step(core, state, event);
       const changed = event.type !== "tick" || result.commands.length > 0 || result.state.phase !== state.phase;
@@ -275,14 +278,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   // Inputs: read once now (start-up forgot the old levels), then follow their edges.
   // Watch first, then read: an edge between the two is then seen twice (harmless), never lost.
+  const unwatchInputs: Array<() => void> = [];
   if (io.evPresent) {
     const input = io.evPresent;
-    input.watch((present) => void process({ type: "evPresence", atMs: clock(), present }));
+    unwatchInputs.push(input.watch((present) => void process({ type: "evPresence", atMs: clock(), present })));
     await process({ type: "evPresence", atMs: clock(), present: await input.read() });
   }
   if (io.feedback) {
     const input = io.feedback;
-    input.watch((closed) => void process({ type: "relayFeedback", atMs: clock(), closed }));
+    unwatchInputs.push(input.watch((closed) => void process({ type: "relayFeedback", atMs: clock(), closed })));
     await process({ type: "relayFeedback", atMs: clock(), closed: await input.read() });
   }
 
@@ -420,6 +424,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       if (stopped) return;
       await process({ type: "shutdown", atMs: clock() });
       stopped = true;
+      for (const unwatch of unwatchInputs) unwatch();
       await bidder?.stop();
       for (const timer of timers) clearInterval(timer);
       await chain.provider.off("block", onBlock);

@@ -88,7 +88,7 @@ describe("OCPP 1.6 connection", () => {
     expect(ocpp.isAccepted()).toBe(false);
     await waitUntil("unreachable logged", () => logged(`the CSMS at ws://127.0.0.1:${port}/ocpp/cp-test-1 is unreachable (ECONNREFUSED); retrying with back-off`), 5_000);
     csms = await startTestCsms({ port, password: PASSWORD });
-    await waitUntil("accepted", () => ocpp?.isAccepted() === true, 10_000);
+    await waitUntil("boot and both statuses", () => ocpp?.isAccepted() === true && csms!.calls.length >= 3, 10_000);
     expect(csms.connections).toEqual(["cp-test-1"]);
     expect(csms.calls.map((call) => call.method)).toEqual(["BootNotification", "StatusNotification", "StatusNotification"]);
     expect(csms.calls[1]?.params).toMatchObject({ connectorId: 0, status: "Available", errorCode: "NoError" });

@@ -164,6 +164,10 @@ describe("observeCore: one session", () => {
     expect(connectorStatusOf(faulted, false)).toEqual({ status: "Faulted", errorCode: "PowerSwitchFailure", info: "welded contactor: feedback stayed closed for 500 m" });
     const meterDown: CoreState = { ...initialState(), meter: { faultKind: "timeout" } };
     expect(connectorStatusOf(meterDown, false)).toEqual({ status: "Faulted", errorCode: "PowerMeterFailure", info: "meter timeout" });
+    // One timed-out poll 1 s after a good reading is not a meter failure yet; 3 s without one is.
+    const onePollMissed: CoreState = { ...initialState(), nowMs: 11_000, meter: { lastSampleAtMs: 10_000, faultKind: "timeout" } };
+    expect(connectorStatusOf(onePollMissed, false, 3_000)).toEqual({ status: "Available", errorCode: "NoError" });
+    expect(connectorStatusOf({ ...onePollMissed, nowMs: 13_000 }, false, 3_000)).toMatchObject({ status: "Faulted", errorCode: "PowerMeterFailure" });
   });
 
   it("names the Reset in the stop reason when the adapter stopped the session for it", () => {
