@@ -11,9 +11,10 @@ import type { CoreState, Phase } from "../core/types.ts";
 import { describeError } from "../errors.ts";
 import type { MeterReading, OcppIntent, ReadingContext, TransactionStopReason } from "./intents.ts";
 import { remoteStartTarget, type OcppModelInputs, type StatusReport } from "./model.ts";
-import { connectOcpp, OCPP_DEFAULTS, OfflineError, readCaFile, type CallParams } from "./connection.ts";
+import { OCPP_DEFAULTS, OfflineError, type CallParams } from "./connection.ts";
+import { openOcppLink } from "./link.ts";
 import { createOcppObserver, depositTxOf, type ObservedStep } from "./observer.ts";
-import { createTransactionQueue, type DeliveryOutcome, type QueuedMessage } from "./queue.ts";
+import type { DeliveryOutcome, QueuedMessage } from "./queue.ts";
 import { openV16Configuration, type Measurand } from "./v16-configuration.ts";
 import type { ResetKind, RunningOcpp, StartOcppOptions } from "./index.ts";
 
@@ -97,32 +98,11 @@ export function startV16(options: StartOcppOptions): RunningOcpp {
   const clock = options.clock ?? Date.now;
   const connectorId = config.connectorId;
   const configuration = openV16Configuration(journal);
-  const retryUnitMs = options.retryUnitMs ?? 1000;
 
   const storedAvailability = journal.getValue(AVAILABILITY_KEY) as { chargePointInoperative?: boolean } | undefined;
   const inputs: OcppModelInputs = { chargePointInoperative: storedAvailability?.chargePointInoperative === true };
 
-  const queue = createTransactionQueue({
-    journal,
-    log,
-    retry: () => ({
-      attempts: Math.max(1, configuration.getInteger("TransactionMessageAttempts")),
-      retryIntervalMs: configuration.getInteger("TransactionMessageRetryInterval") * retryUnitMs,
-    }),
-  });
-
-  const connection = connectOcpp({
-    url: config.url,
-    identity: chargePointId,
-    version: "1.6",
-    ...(config.password === undefined ? {} : { password: config.password }),
-    ...(config.caFile === undefined ? {} : { caPem: readCaFile(config.caFile) }),
-    log,
-    ...(options.reconnectInitialMs === undefined ? {} : { reconnectInitialMs: options.reconnectInitialMs }),
-    reconnectMaxMs: (config.reconnectMaxDelayS ?? OCPP_DEFAULTS.reconnectMaxDelayS) * 1000,
-    callTimeoutMs: configuration.getInteger("ConnectionTimeOut") * 1000,
-    pingIntervalS: configuration.getInteger("WebSocketPingInterval"),
-  });
+  const { queue, connection } = openOcppLink(options, "1.6", configuration, log);
 
   let stopped = false;
   let accepted = false;

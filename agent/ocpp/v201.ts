@@ -21,11 +21,12 @@
  */
 import type { CoreState, Phase } from "../core/types.ts";
 import { describeError } from "../errors.ts";
-import { connectOcpp, OfflineError, readCaFile } from "./connection.ts";
+import { OfflineError } from "./connection.ts";
 import type { OcppIntent } from "./intents.ts";
 import { remoteStartTarget, type OcppModelInputs, type StatusReport } from "./model.ts";
+import { openOcppLink } from "./link.ts";
 import { createOcppObserver, type ObservedStep } from "./observer.ts";
-import { createTransactionQueue, type DeliveryOutcome, type QueuedMessage } from "./queue.ts";
+import type { DeliveryOutcome, QueuedMessage } from "./queue.ts";
 import { openV16Configuration, type Measurand } from "./v16-configuration.ts";
 import type { ResetKind, RunningOcpp, StartOcppOptions } from "./index.ts";
 import {
@@ -90,30 +91,9 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
   // The 1.6 configuration keys are the settings; 2.0.1 reaches them under its own names (./v201-variables.ts).
   const configuration = openV16Configuration(journal);
   const settings: OcppSettingsStore = { get: (key) => configuration.get(key), change: (key, value) => configuration.change(key, value) };
-  const retryUnitMs = options.retryUnitMs ?? 1000;
   const inputs: OcppModelInputs = { chargePointInoperative: false };
 
-  const queue = createTransactionQueue({
-    journal,
-    log,
-    retry: () => ({
-      attempts: Math.max(1, configuration.getInteger("TransactionMessageAttempts")),
-      retryIntervalMs: configuration.getInteger("TransactionMessageRetryInterval") * retryUnitMs,
-    }),
-  });
-
-  const connection = connectOcpp({
-    url: config.url,
-    identity: chargePointId,
-    version: "2.0.1",
-    ...(config.password === undefined ? {} : { password: config.password }),
-    ...(config.caFile === undefined ? {} : { caPem: readCaFile(config.caFile) }),
-    log,
-    ...(options.reconnectInitialMs === undefined ? {} : { reconnectInitialMs: options.reconnectInitialMs }),
-    reconnectMaxMs: config.reconnectMaxDelayS * 1000,
-    callTimeoutMs: configuration.getInteger("ConnectionTimeOut") * 1000,
-    pingIntervalS: configuration.getInteger("WebSocketPingInterval"),
-  });
+  const { queue, connection } = openOcppLink(options, "2.0.1", configuration, log);
 
   let stopped = false;
   let accepted = false;

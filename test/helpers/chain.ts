@@ -60,6 +60,11 @@ export interface LedgerFixture {
  */
 export async function deployLedgerFixture(options: DeployOptions = {}): Promise<LedgerFixture> {
   const provider = await testProvider();
+  // The worker's anvil is shared by the test files that run on it one after another: a file that switched to
+  // interval mining (agent worlds) and did not get to switch back would make every later transaction wait for a
+  // block. Every fixture starts from the mode it assumes: a block per transaction.
+  await rpc(provider, "evm_setIntervalMining", [0]);
+  await rpc(provider, "evm_setAutomine", [true]);
   const authority = devAccount(0, provider);
   const accounts = Array.from({ length: 20 }, (_, i) => devAccount(i, provider));
   const { deployment } = await deployContracts(new NonceManager(authority), options);
