@@ -6,6 +6,7 @@
 import type { Logger } from "../logging.ts";
 import { connectOcpp, readCaFile, type OcppConnection, type OcppVersion } from "./connection.ts";
 import type { StartOcppOptions } from "./index.ts";
+import type { OcppModelConfig } from "./model.ts";
 import { createTransactionQueue, type TransactionQueue } from "./queue.ts";
 import type { V16Configuration } from "./v16-configuration.ts";
 
@@ -38,4 +39,17 @@ export function openOcppLink(options: StartOcppOptions, version: OcppVersion, co
     pingIntervalS: configuration.getInteger("WebSocketPingInterval"),
   });
   return { queue, connection };
+}
+
+/**
+ * The model's settings, read afresh at each step so a configuration change applies at once; the meter-fault
+ * threshold is the agent's own `meter.staleAfterMs` in both versions.
+ */
+export function modelConfigOf(options: StartOcppOptions, configuration: V16Configuration, connectorId: number): OcppModelConfig {
+  return {
+    connectorId,
+    meterValueSampleIntervalS: configuration.getInteger("MeterValueSampleInterval"),
+    clockAlignedDataIntervalS: configuration.getInteger("ClockAlignedDataInterval"),
+    ...(options.meterStaleAfterMs === undefined ? {} : { meterStaleAfterMs: options.meterStaleAfterMs }),
+  };
 }

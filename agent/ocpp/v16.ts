@@ -12,7 +12,7 @@ import { describeError } from "../errors.ts";
 import type { MeterReading, OcppIntent, ReadingContext, TransactionStopReason } from "./intents.ts";
 import { remoteStartTarget, type OcppModelInputs, type StatusReport } from "./model.ts";
 import { OCPP_DEFAULTS, OfflineError, type CallParams } from "./connection.ts";
-import { openOcppLink } from "./link.ts";
+import { modelConfigOf, openOcppLink } from "./link.ts";
 import { createOcppObserver, depositTxOf, type ObservedStep } from "./observer.ts";
 import type { DeliveryOutcome, QueuedMessage } from "./queue.ts";
 import { openV16Configuration, type Measurand } from "./v16-configuration.ts";
@@ -322,12 +322,7 @@ export function startV16(options: StartOcppOptions): RunningOcpp {
     journal,
     queue,
     log,
-    modelConfig: () => ({
-      connectorId,
-      meterValueSampleIntervalS: configuration.getInteger("MeterValueSampleInterval"),
-      clockAlignedDataIntervalS: configuration.getInteger("ClockAlignedDataInterval"),
-      ...(options.meterStaleAfterMs === undefined ? {} : { meterStaleAfterMs: options.meterStaleAfterMs }),
-    }),
+    modelConfig: () => modelConfigOf(options, configuration, connectorId),
     inputs: () => inputs,
     onObserved,
   });

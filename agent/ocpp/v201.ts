@@ -24,7 +24,7 @@ import { describeError } from "../errors.ts";
 import { OfflineError } from "./connection.ts";
 import type { OcppIntent } from "./intents.ts";
 import { remoteStartTarget, type OcppModelInputs, type StatusReport } from "./model.ts";
-import { openOcppLink } from "./link.ts";
+import { modelConfigOf, openOcppLink } from "./link.ts";
 import { createOcppObserver, type ObservedStep } from "./observer.ts";
 import type { DeliveryOutcome, QueuedMessage } from "./queue.ts";
 import { openV16Configuration, type Measurand } from "./v16-configuration.ts";
@@ -447,11 +447,7 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
     journal,
     queue,
     log,
-    modelConfig: () => ({
-      connectorId,
-      meterValueSampleIntervalS: configuration.getInteger("MeterValueSampleInterval"),
-      clockAlignedDataIntervalS: configuration.getInteger("ClockAlignedDataInterval"),
-    }),
+    modelConfig: () => modelConfigOf(options, configuration, connectorId),
     inputs: () => inputs,
     onObserved,
   });
