@@ -3,17 +3,16 @@
  * (`--deployment`), and who signs (`--keystore` + `--password-file`, `--private-key-file`, or on a dev chain
  * anvil's well-known account `--account N`). Defaults come from `--config` when given, then the built-in ones.
  */
-import { readFileSync } from "node:fs";
 import { Option, type Command } from "commander";
 import { Wallet, parseUnits, type Provider, type Signer } from "ethers";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
-import { loadKeystore, readPasswordFileChecked } from "../crypto/keystore.ts";
+import { loadKeystore, readPasswordFileChecked, readPrivateKeyFile } from "../crypto/keystore.ts";
 import { DEV_CHAIN_ID } from "../chain/dev-chain.ts";
 import { devAccount } from "../chain/dev-accounts.ts";
 import { readDeployment, type Deployment } from "../chain/deployment.ts";
 import { connectProvider } from "../chain/provider.ts";
-import { UsageError, describeError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 
 export const DEFAULT_RPC_URL = "http://127.0.0.1:8545";
 export const DEFAULT_DEPLOYMENT = "./deployment.json";
@@ -65,26 +64,23 @@ export async function chainProvider(options: ChainOptions, config?: Config): Pro
   return connectProvider(rpcUrlOf(options, config));
 }
 
+function warn(message: string): void {
+  process.stderr.write(`trustpile: warning: ${message}\n`);
+}
+
 /** Resolves who signs: a keystore, a private key file, or (dev chains only) an anvil account. */
 export async function resolveSigner(options: SignerOptions, provider: Provider): Promise<Signer> {
   if (options.keystore) {
     if (!options.passwordFile) throw new UsageError(`--keystore ${options.keystore} needs --password-file FILE`);
     const { password, permissionWarning } = readPasswordFileChecked(options.passwordFile);
-    if (permissionWarning) process.stderr.write(`trustpile: warning: ${permissionWarning}\n`);
-    return (await loadKeystore(options.keystore, password)).connect(provider);
+    if (permissionWarning) warn(permissionWarning);
+    return (await loadKeystore(options.keystore, password, { onPermissionWarning: warn })).connect(provider);
   }
   if (options.privateKeyFile) {
-    let key: string;
-    try {
-      key = readFileSync(options.privateKeyFile, "utf8").trim();
-    } catch (error) {
-      throw new UsageError(`--private-key-file ${options.privateKeyFile} cannot be read: ${describeError(error)}`);
-    }
-    try {
-      return new Wallet(key.startsWith("0x") ? key : `0x${key}`, provider);
-    } catch {
-      throw new UsageError(`--private-key-file ${options.privateKeyFile}: expected a 32-byte hex private key`);
-    }
+    // Same permission rule as the keystore (docs/SECURITY.md): a raw key file readable by others is the key itself.
+    const { privateKey, permissionWarning } = readPrivateKeyFile(options.privateKeyFile);
+    if (permissionWarning) warn(permissionWarning);
+    return new Wallet(privateKey, provider);
   }
   const { chainId } = await provider.getNetwork();
   if (chainId !== BigInt(DEV_CHAIN_ID)) {

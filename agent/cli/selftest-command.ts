@@ -12,6 +12,7 @@ import { describeError } from "../errors.ts";
 import {
   allPassed,
   checkChain,
+  checkKeyFiles,
   checkMeter,
   checkMqtt,
   checkOcpp,
@@ -114,6 +115,7 @@ export async function runSelftest(config: Config, options: { relay: boolean }): 
       results.push(skip("relay", "not toggled (add --relay, with no EV plugged in, to check the contactor and its feedback)"));
     }
 
+    results.push(checkKeyFiles(config));
     progress(`checking the chain at ${config.chain.rpcUrl}`);
     results.push(await checkChain(config));
     if (config.ocpp) progress(`connecting to the CSMS at ${config.ocpp.url}`);

@@ -4,9 +4,11 @@ import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import type { BiddingPolicyConfig } from "../bidder/index.ts";
 import { createLogger } from "../logging.ts";
+import type { Provider, Wallet } from "ethers";
 import { readPasswordFileChecked, loadKeystore } from "../crypto/keystore.ts";
+import { checkConfigFileMode } from "../crypto/file-permissions.ts";
 import { connectProvider } from "../chain/provider.ts";
-import { readDeployment } from "../chain/deployment.ts";
+import { readDeployment, type Deployment } from "../chain/deployment.ts";
 import { cpIdOf } from "../chain/session-total.ts";
 import { openJournal } from "../journal/journal.ts";
 import { startAgent } from "../runtime/agent.ts";
@@ -36,6 +38,42 @@ function biddingPolicyOf(bidding: NonNullable<Config["bidding"]>): BiddingPolicy
   return { enabled: bidding.enabled, floorPricePerKWh: bidding.floorPricePerKWh ?? 0n, undercutStep: bidding.undercutStep ?? 0n };
 }
 
+/**
+ * The device key, after the permission checks of docs/SECURITY.md: the config, the password file and the keystore
+ * are refused (exit 2, before anything is decrypted or connected) when other users could read the key or rewrite
+ * what the pile trusts; readable-by-group is a warning.
+ */
+async function loadDeviceKey(configPath: string, config: Config, warn: (warning: string) => void): Promise<Wallet> {
+  const configWarning = checkConfigFileMode(configPath, passwordKeysSetByFile(config, process.env));
+  if (configWarning) warn(configWarning);
+  if (!config.chain.passwordFile) throw new UsageError(`${configPath}: chain.passwordFile: required to unlock the device key`);
+  const { password, permissionWarning } = readPasswordFileChecked(config.chain.passwordFile);
+  if (permissionWarning) warn(permissionWarning);
+  return loadKeystore(config.chain.keystore, password, { onPermissionWarning: warn });
+}
+
+/**
+ * The SessionTotal signatures carry the address book's chain id (EIP-712 domain), so on any other chain the pile
+ * would deliver energy for deposits there and then never settle (InvalidSignature): refuse before anything runs.
+ * The RPC URL is not printed: hosted endpoints carry an API key in it.
+ */
+async function refuseAnotherChain(provider: Provider, deployment: Deployment, deploymentPath: string): Promise<void> {
+  const { chainId } = await provider.getNetwork();
+  if (chainId === BigInt(deployment.chainId)) return;
+  provider.destroy();
+  throw new UsageError(
+    `chain.rpcUrl answers as chain ${chainId}, but the address book ${deploymentPath} is for chain ${deployment.chainId}; refusing to start (point chain.rpcUrl at chain ${deployment.chainId} or use that chain's address book)`,
+  );
+}
+
+/** The credentials the config file itself holds: a password given by environment is not in the file. */
+function passwordKeysSetByFile(config: Config, env: NodeJS.ProcessEnv): string[] {
+  const keys: string[] = [];
+  if (config.ocpp?.password && !env.TRUSTPILE_OCPP__PASSWORD) keys.push("ocpp.password");
+  if (config.mqtt?.password && !env.TRUSTPILE_MQTT__PASSWORD) keys.push("mqtt.password");
+  return keys;
+}
+
 export function registerStartCommand(program: Command): void {
   program
     .command("start")
@@ -44,12 +82,10 @@ export function registerStartCommand(program: Command): void {
     .action(async (options: { config: string }) => {
       const config = loadConfig(options.config);
       const log = createLogger({ name: config.chargePointId });
-      if (!config.chain.passwordFile) throw new UsageError(`${options.config}: chain.passwordFile: required to unlock the device key`);
-      const { password, permissionWarning } = readPasswordFileChecked(config.chain.passwordFile);
-      if (permissionWarning) log.warn(permissionWarning);
-      const device = await loadKeystore(config.chain.keystore, password);
+      const device = await loadDeviceKey(options.config, config, (warning) => log.warn(warning));
       const deployment = readDeployment(config.chain.deployment);
       const provider = await connectProvider(config.chain.rpcUrl);
+      await refuseAnotherChain(provider, deployment, config.chain.deployment);
 
       // `sim` drivers: hw-sim in this process, its meter read through the real Modbus driver over loopback.
       const usesSim = config.meter.driver === "sim" || config.gpio.driver === "sim";

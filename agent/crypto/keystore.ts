@@ -5,7 +5,7 @@
  * The keystore holds only the private key, no mnemonic: a pile never derives further accounts, and a mnemonic on
  * flash would be a second copy of the same secret in a form that is easier to misuse.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import {
   Wallet,
@@ -19,6 +19,7 @@ import {
   toUtf8Bytes,
 } from "ethers";
 import { RuntimeError, UsageError, describeError } from "../errors.ts";
+import { errnoCode, missingSecretFile, readSecretFile } from "./file-permissions.ts";
 import { encryptionKeyFromSeed, type EncryptionKeyPair } from "./seal.ts";
 
 /** Mode of a new keystore: owner read/write only, so other local users cannot try passwords against it offline. */
@@ -44,15 +45,8 @@ export interface CreatedKeystore {
 
 export interface PasswordFile {
   password: string;
-  /** One sentence for the CLI to print when group or others have any access to the file; undefined when 0600/0400. */
+  /** One sentence for the CLI to print when the file's group can read it (see `judgeSecretFileMode`); else undefined. */
   permissionWarning: string | undefined;
-}
-
-function errnoCode(error: unknown): string | undefined {
-  if (typeof error === "object" && error !== null && "code" in error && typeof error.code === "string") {
-    return error.code;
-  }
-  return undefined;
 }
 
 function validateScryptN(scryptN: number): void {
@@ -116,11 +110,7 @@ function readKeystoreText(path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    if (errnoCode(error) === "ENOENT") {
-      throw new UsageError(`keystore ${path} does not exist (create one with: trustpile keys new --keystore ${path})`, {
-        cause: error,
-      });
-    }
+    if (errnoCode(error) === "ENOENT") throw missingSecretFile(path, "keystore", error);
     throw new RuntimeError(`cannot read keystore ${path}: ${describeError(error)}`, { cause: error });
   }
 }
@@ -133,9 +123,18 @@ function parseKeystoreJson(path: string, text: string): unknown {
   }
 }
 
-/** Decrypts the keystore at `path`; every failure is one sentence naming the path. */
-export async function loadKeystore(path: string, password: string): Promise<Wallet> {
-  const text = readKeystoreText(path);
+export interface LoadKeystoreOptions {
+  /** Called with one sentence when the keystore is readable by its group (accepted, see `judgeSecretFileMode`). */
+  onPermissionWarning?: (warning: string) => void;
+}
+
+/**
+ * Decrypts the keystore at `path`; every failure is one sentence naming the path. Refuses a keystore that other
+ * users can access (see `judgeSecretFileMode`) before decrypting it.
+ */
+export async function loadKeystore(path: string, password: string, options: LoadKeystoreOptions = {}): Promise<Wallet> {
+  const { text, permissionWarning } = readSecretFile(path, "keystore");
+  if (permissionWarning !== undefined) options.onPermissionWarning?.(permissionWarning);
   parseKeystoreJson(path, text);
   if (!isKeystoreJson(text)) {
     throw new UsageError(`keystore ${path} is not an encrypted JSON keystore (expected version 3 with crypto.kdf)`);
@@ -166,27 +165,36 @@ export function readKeystoreAddress(path: string): string {
 
 /**
  * Reads a password file: the first line, trimmed (so a trailing newline from `echo` does not become part of the
- * password), plus a warning when group or others can access the file.
+ * password). Refuses a file other users can access and warns when its group can read it (`judgeSecretFileMode`).
  */
 export function readPasswordFileChecked(path: string): PasswordFile {
-  let text: string;
-  let modeBits: number;
-  try {
-    text = readFileSync(path, "utf8");
-    modeBits = statSync(path).mode & 0o777;
-  } catch (error) {
-    if (errnoCode(error) === "ENOENT") throw new UsageError(`password file ${path} does not exist`, { cause: error });
-    throw new RuntimeError(`cannot read password file ${path}: ${describeError(error)}`, { cause: error });
-  }
+  const { text, permissionWarning } = readSecretFile(path, "password file");
   const password = (text.split(/\r?\n/, 1)[0] ?? "").trim();
   if (password.length === 0) {
     throw new UsageError(`password file ${path} is empty; expected the password on its first line`);
   }
-  const permissionWarning =
-    (modeBits & 0o077) !== 0
-      ? `password file ${path} is accessible by group or others (mode 0${modeBits.toString(8)}); run: chmod 600 ${path}`
-      : undefined;
   return { password, permissionWarning };
+}
+
+export interface PrivateKeyFile {
+  /** The 0x-prefixed 32-byte private key. */
+  privateKey: string;
+  permissionWarning: string | undefined;
+}
+
+/**
+ * Reads a raw hex private key (`--private-key-file`), under the same permission rule as the keystore; a raw key
+ * has no password in front of it, so a readable file is the key itself.
+ */
+export function readPrivateKeyFile(path: string): PrivateKeyFile {
+  const { text, permissionWarning } = readSecretFile(path, "private key file");
+  const trimmed = text.trim();
+  const privateKey = trimmed.startsWith("0x") ? trimmed : `0x${trimmed}`;
+  // Checked here, not by ethers, so the message never echoes the file's content.
+  if (!/^0x[0-9a-fA-F]{64}$/.test(privateKey)) {
+    throw new UsageError(`private key file ${path}: expected a 32-byte hex private key (64 hex digits)`);
+  }
+  return { privateKey, permissionWarning };
 }
 
 /** The password from `path` (first line, trimmed); see `readPasswordFileChecked` for the permission check. */

@@ -13,6 +13,7 @@ import { readDeployment } from "../chain/deployment.ts";
 import { connectRegistry } from "../chain/contracts.ts";
 import { cpIdOf } from "../chain/session-total.ts";
 import { readKeystoreAddress } from "../crypto/keystore.ts";
+import { checkSecretFileMode } from "../crypto/file-permissions.ts";
 import { describeError } from "../errors.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail" | "skip";
@@ -100,6 +101,37 @@ export async function checkRelay(
   } finally {
     await io.relay.write(false).catch(() => undefined);
   }
+}
+
+/**
+ * The permission rule `trustpile start` enforces on the device key files (docs/SECURITY.md), reported before the
+ * service is enabled: a FAIL here is a start that would exit 2. Only the mode bits are read, never the secrets.
+ */
+export function checkKeyFiles(config: Config): CheckResult {
+  const files: Array<[what: string, path: string | undefined]> = [
+    ["keystore", config.chain.keystore],
+    ["password file", config.chain.passwordFile],
+  ];
+  const refused: string[] = [];
+  const warned: string[] = [];
+  const checked: string[] = [];
+  for (const [what, path] of files) {
+    if (path === undefined) {
+      refused.push("chain.passwordFile is not set: trustpile start needs it to unlock the device key");
+      continue;
+    }
+    try {
+      const judged = checkSecretFileMode(path, what);
+      if (judged.verdict === "refuse") refused.push(judged.message);
+      else if (judged.verdict === "warn") warned.push(judged.message);
+      else checked.push(`${what} ${path}`);
+    } catch (error) {
+      refused.push(describeError(error));
+    }
+  }
+  if (refused.length > 0) return fail("keys", refused.join("; "));
+  if (warned.length > 0) return warn("keys", warned.join("; "));
+  return pass("keys", `${checked.join(" and ")}: readable by their owner only`);
 }
 
 export async function checkChain(config: Config): Promise<CheckResult> {
