@@ -23,7 +23,7 @@
  * so any `depositReorged` for a block at or below that head is emitted before the `chainHead` that would count
  * confirmations past it.
  */
-import { Interface, ZeroHash, isHexString, type Log, type Provider } from "ethers";
+import { Interface, ZeroHash, isHexString, type Log, type LogDescription, type Provider } from "ethers";
 import { ChargingLedgerAbi } from "../../contracts/artifacts/ChargingLedger.ts";
 
 // ================================================================ events
@@ -193,8 +193,9 @@ const SESSION_EVENT_NAMES = ["SessionOpened", "SessionAuthorized", "SessionSettl
 const SESSION_EVENT_TOPICS = SESSION_EVENT_NAMES.map((name) => {
   const fragment = ledgerInterface.getEvent(name);
   if (!fragment) throw new Error(`ChargingLedger ABI has no event ${name}`);
-  return fragment.topicHash;
+  return fragment.topicHash.toLowerCase();
 });
+const SESSION_OPENED_TOPIC = SESSION_EVENT_TOPICS[0];
 
 const DEFAULT_MAX_LOG_RANGE = 2000;
 const DEFAULT_POLL_INTERVAL_MS = 2000;
@@ -212,6 +213,7 @@ export function createDepositWatcher(options: DepositWatcherOptions): DepositWat
   const { provider, cursor: store, onEvent } = options;
   const log = options.log ?? (() => {});
   const cpTopic = options.cpId.toLowerCase();
+  const ledgerAddress = options.ledgerAddress.toLowerCase();
 
   /** Deposits reported and not yet final, keyed `sessionId:blockHash`, re-checked on every poll. */
   const tracked = new Map<string, KnownDeposit>();
@@ -305,9 +307,7 @@ export function createDepositWatcher(options: DepositWatcherOptions): DepositWat
     }
   }
 
-  async function emitLog(entry: Log): Promise<void> {
-    const parsed = ledgerInterface.parseLog({ topics: [...entry.topics], data: entry.data });
-    if (!parsed) return;
+  async function emitLog(entry: Log, parsed: LogDescription): Promise<void> {
     const base = {
       sessionId: parsed.args.getValue("sessionId") as bigint,
       blockNumber: entry.blockNumber,
@@ -384,10 +384,37 @@ export function createDepositWatcher(options: DepositWatcherOptions): DepositWat
         await reconcile();
         continue;
       }
+      const hashOfBlock = new Map<number, string | undefined>([[toBlock, toHash]]);
+      const ours: Array<{ entry: Log; parsed: LogDescription }> = [];
       for (const entry of logs) {
-        if (entry.removed) continue;
-        await emitLog(entry);
+        const checked = await checkLog(entry, fromBlock, toBlock, async (n) => {
+          if (!hashOfBlock.has(n)) hashOfBlock.set(n, await canonicalHash(n));
+          return hashOfBlock.get(n);
+        });
+        if (entry.removed) {
+          // eth_getLogs never returns removed logs of canonical blocks; one that says so contradicts the chain and
+          // may hide a real deposit, so it fails the poll like any broken log. A removed log of an orphaned block
+          // is simply not ours any more.
+          if ("parsed" in checked) {
+            throw new Error(`the node returned a malformed ledger log in block ${entry.blockNumber}: marked removed although its block is canonical`);
+          }
+          continue;
+        }
+        if ("parsed" in checked) {
+          ours.push({ entry, parsed: checked.parsed });
+          continue;
+        }
+        const where = { reason: checked.reason, blockNumber: entry.blockNumber, logIndex: entry.index, txHash: entry.transactionHash };
+        // The node's filter is not trusted: a log of another contract, event or pile is dropped, never reported.
+        if (checked.foreign) {
+          log("ignored a ledger log the node returned", where);
+          continue;
+        }
+        // A log that claims to be this pile's but is broken may hide a real deposit: skipping it could lose the
+        // deposit for good, so the poll fails (nothing reported, the cursor stays) and the next one asks again.
+        throw new Error(`the node returned a malformed ledger log in block ${String(entry.blockNumber)}: ${checked.reason}`);
       }
+      for (const { entry, parsed } of ours) await emitLog(entry, parsed);
       store.rememberBlock(toBlock, toHash);
       store.setCursor({ blockNumber: toBlock, blockHash: toHash });
     }
@@ -398,6 +425,52 @@ export function createDepositWatcher(options: DepositWatcherOptions): DepositWat
     if (lastHead?.blockNumber === cursor.blockNumber && lastHead.blockHash === cursor.blockHash) return;
     lastHead = { ...cursor };
     await onEvent({ type: "chainHead", blockNumber: cursor.blockNumber, blockHash: cursor.blockHash });
+  }
+
+  /**
+   * The log decoded, or why it cannot be one of this pile's session events: from another address, for another cpId,
+   * of another event, outside the range asked for, in a block that is not canonical, undecodable, or a deposit no
+   * ledger can emit (zero deposit or price, which the core would divide by).
+   */
+  async function checkLog(
+    entry: Log,
+    fromBlock: number,
+    toBlock: number,
+    hashAt: (blockNumber: number) => Promise<string | undefined>,
+  ): Promise<{ parsed: LogDescription } | { foreign: boolean; reason: string }> {
+    const foreign = (reason: string): { foreign: boolean; reason: string } => ({ foreign: true, reason });
+    const malformed = (reason: string): { foreign: boolean; reason: string } => ({ foreign: false, reason });
+    if (typeof entry.address !== "string" || entry.address.toLowerCase() !== ledgerAddress) {
+      return foreign(`emitted by ${String(entry.address)}, not the ledger ${options.ledgerAddress}`);
+    }
+    const topics = Array.isArray(entry.topics) ? entry.topics : [];
+    const topic0 = String(topics[0]).toLowerCase();
+    if (!SESSION_EVENT_TOPICS.includes(topic0)) return foreign(`topic0 ${String(topics[0])} is not a ledger session event`);
+    if (String(topics[2]).toLowerCase() !== cpTopic) return foreign(`cpId topic ${String(topics[2])} is another charge point's`);
+    if (!topics.every((topic) => isHexString(topic, 32))) return malformed("a topic is not 32 bytes of hex");
+    if (!Number.isSafeInteger(entry.blockNumber) || entry.blockNumber < fromBlock || entry.blockNumber > toBlock) {
+      return malformed(`block number ${String(entry.blockNumber)} is outside the range ${fromBlock}..${toBlock} asked for`);
+    }
+    const canonical = await hashAt(entry.blockNumber);
+    if (typeof entry.blockHash !== "string" || canonical === undefined || entry.blockHash.toLowerCase() !== canonical.toLowerCase()) {
+      return malformed(`block hash ${String(entry.blockHash)} is not the canonical hash of block ${entry.blockNumber}`);
+    }
+    if (!isHexString(entry.transactionHash, 32)) return malformed(`transaction hash ${String(entry.transactionHash)} is not 32 bytes of hex`);
+    let parsed: LogDescription | null;
+    try {
+      parsed = ledgerInterface.parseLog({ topics: [...topics], data: entry.data });
+    } catch (error) {
+      return malformed(`undecodable ${topic0 === SESSION_OPENED_TOPIC ? "SessionOpened" : "session event"}: ${errorText(error).split(" (")[0] ?? ""}`);
+    }
+    if (!parsed) return foreign(`topic0 ${topic0} is not a ledger event`);
+    if (parsed.name === "SessionOpened") {
+      const depositWei = parsed.args.getValue("deposit") as bigint;
+      const pricePerKWh = parsed.args.getValue("pricePerKWh") as bigint;
+      if (depositWei <= 0n || pricePerKWh <= 0n) {
+        return malformed(`SessionOpened with deposit ${depositWei} and price ${pricePerKWh}; both must be > 0`);
+      }
+    }
+    return { parsed };
   }
 
   /** Deposits buried deeper than the window are final; their bookkeeping goes. */

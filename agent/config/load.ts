@@ -173,6 +173,10 @@ function envNameToPath(name: string): string[] | string {
   const segments = name.slice(ENV_PREFIX.length).split(ENV_PATH_SEPARATOR);
   const path: string[] = [];
   for (const segment of segments) {
+    // A stray or doubled "__" leaves an empty segment, which names no key; say so rather than "no such key ''".
+    if (segment === "") {
+      return `${name}: empty key name, expected sections and keys joined by "__", e.g. ${pathToEnvName(["chain", "rpcUrl"])}`;
+    }
     const keys = sectionKeys(path);
     if (keys === undefined) return `${name}: ${keyPathLabel(path)} is a single value, not a section with keys`;
     const key = keys.find((candidate) => normalizeEnvSegment(toEnvSegment(candidate)) === normalizeEnvSegment(segment));

@@ -46,7 +46,7 @@ export interface ModbusMeterOptions {
   unitId: number;
   /** How long one request may wait for its reply, ms. */
   timeoutMs: number;
-  /** Unix ms; a test clock makes readAtMs and the plausibility bound deterministic. */
+  /** Unix ms for readAtMs; a test clock makes it deterministic. The plausibility bound times itself on performance.now(). */
   clock?: () => number;
   plausibility?: PlausibilityOptions;
 }
@@ -156,6 +156,13 @@ export function createModbusMeter(options: ModbusMeterOptions): Meter {
     }
     if (message.startsWith("Data length error") || message.startsWith("Unexpected data error")) {
       return new MeterFault("malformed", `malformed reply from ${meterName}${reading}: ${message}`, { cause: error });
+    }
+    // modbus-serial trusts a reply's byte count and reads past the end of a frame that carries fewer bytes; the
+    // Buffer RangeError comes back as a port "error". The link is fine, the reply is not.
+    if (/ is out of range\. It must be |outside buffer bounds/.test(message)) {
+      return new MeterFault("malformed", `malformed reply from ${meterName}${reading}: its byte count exceeds the data it carries (${message})`, {
+        cause: error,
+      });
     }
     if (e.name === "PortNotOpenError" || message === "Port Not Open") {
       return new MeterFault("disconnected", `${where} is not open (${meterName})`, { cause: error });
@@ -301,6 +308,7 @@ export function createModbusMeter(options: ModbusMeterOptions): Meter {
 
   async function poll(): Promise<MeterSample> {
     if (closed) throw closedFault();
+    const requestedAtMs = performance.now();
     const current = await connect();
     const words: { start: number; words: readonly number[] }[] = [];
     for (const block of blocks) {
@@ -318,7 +326,10 @@ export function createModbusMeter(options: ModbusMeterOptions): Meter {
     if (nonFinite) {
       throw new MeterFault("malformed", `${meterName} sent a value that is not a number for ${nonFinite}`);
     }
-    const verdict = guard.check(sample);
+    // The bound is max power × time since the last accepted reading, timed on the monotonic clock: a wall clock
+    // set back between two polls would shrink it to nothing and refuse every reading of a charging EV as
+    // implausible (issue 11 clock jump: the session stopped with a fault), one set forward would admit any jump.
+    const verdict = guard.check({ importEnergyWh: sample.importEnergyWh, readAtMs: performance.now(), requestedAtMs });
     if (!verdict.ok) throw new MeterFault("implausible", `${meterName}: ${verdict.reason}`);
     return sample;
   }

@@ -11,10 +11,10 @@ const ModbusRTU = ModbusSerial.default;
 const CLI_TIMEOUT_MS = 60_000;
 
 /**
- * Until agent/cli/main.ts registers `hw-sim`, the command runs in a harness that registers it on a bare program
- * and reports errors the way main.ts does; once main.ts has it, the real `bin/trustpile.js` runs.
+ * Until agent/cli/run.ts registers `hw-sim`, the command runs in a harness that registers it on a bare program
+ * and reports errors the way run.ts does; once run.ts has it, the real `bin/trustpile.js` runs.
  */
-const registeredInMain = readFileSync(`${REPO_ROOT}/agent/cli/main.ts`, "utf8").includes("registerHwSimCommand");
+const registeredInMain = readFileSync(`${REPO_ROOT}/agent/cli/run.ts`, "utf8").includes("registerHwSimCommand");
 
 const HARNESS = `
 import { register } from "tsx/esm/api";
