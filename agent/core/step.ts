@@ -53,9 +53,27 @@ export function confirmationsOf(state: CoreState, session: SessionTerms): number
   return state.headBlock >= session.depositBlock ? state.headBlock - session.depositBlock + 1 : 0;
 }
 
+/** Control time of an event (see types.ts): monotonic within a process, `atMs` for events that carry none. */
+export function controlTimeOf(event: CoreEvent): number {
+  return event.controlMs ?? event.atMs;
+}
+
+/**
+ * How long ago (control time) `sinceMs` was, or undefined when it lies in the future of `nowMs`: the clock moved
+ * under the value, so nobody can tell how long ago it was. Every rule below reads undefined as the safe side — the
+ * meter is stale, a timeout has run out — never as "no time has passed".
+ */
+export function elapsedMs(state: CoreState, sinceMs: number): number | undefined {
+  const elapsed = state.nowMs - sinceMs;
+  return elapsed >= 0 ? elapsed : undefined;
+}
+
+/** A reading is fresh for `staleAfterMs` after its poll began; a reading dated after "now" is not fresh. */
 export function meterFresh(config: CoreConfig, state: CoreState): boolean {
   const { lastSampleAtMs } = state.meter;
-  return lastSampleAtMs !== undefined && state.nowMs - lastSampleAtMs <= config.staleAfterMs;
+  if (lastSampleAtMs === undefined) return false;
+  const ageMs = elapsedMs(state, lastSampleAtMs);
+  return ageMs !== undefined && ageMs <= config.staleAfterMs;
 }
 
 function evPresentOrAssumed(config: CoreConfig, state: CoreState): boolean {
@@ -169,7 +187,14 @@ class Stepper {
 
   apply(event: CoreEvent): void {
     const state = this.state;
-    state.nowMs = Math.max(state.nowMs, event.atMs);
+    const atControlMs = controlTimeOf(event);
+    // A new process counts control time from its own origin, which may lie before the journaled one (the wall clock
+    // was set back between the two runs, or the board booted without an RTC): start-up begins a new epoch, and
+    // every control-time value read after it is reset below (meter health, feedback mismatch, relayOpenedAtMs) or
+    // rewritten before it is read again (energizedAtMs, on the next energize). Within an epoch control time never
+    // goes back: a reading stamped when its poll began may arrive after a later tick and must not move "now" back.
+    state.nowMs = event.type === "startup" ? atControlMs : Math.max(state.nowMs, atControlMs);
+    state.wallNowMs = event.atMs;
     switch (event.type) {
       case "startup": {
         state.shuttingDown = false;
@@ -193,7 +218,7 @@ class Stepper {
       case "tick":
         return;
       case "meterSample": {
-        state.meter = { lastSampleAtMs: event.atMs, lastEnergyWh: event.energyWh, lastPowerW: event.powerW };
+        state.meter = { lastSampleAtMs: atControlMs, lastEnergyWh: event.energyWh, lastPowerW: event.powerW };
         const session = state.session;
         if (session?.meterStartWh !== undefined && session.meterStopWh === undefined) session.meterLastWh = event.energyWh;
         return;
@@ -227,12 +252,12 @@ class Stepper {
       case "relayFeedback": {
         state.relayFeedbackClosed = event.closed;
         if (event.closed === state.relayCommandedClosed) state.relayMismatchSinceMs = undefined;
-        else state.relayMismatchSinceMs ??= event.atMs;
+        else state.relayMismatchSinceMs ??= atControlMs;
         return;
       }
       case "depositSeen": {
         if (this.known(event.sessionId)) return;
-        const { type: _type, atMs: _atMs, ...terms } = event;
+        const { type: _type, atMs: _atMs, controlMs: _controlMs, ...terms } = event;
         if (!state.session && state.phase === "idle") this.begin(terms);
         else state.queue.push(terms);
         return;
@@ -315,6 +340,11 @@ class Stepper {
     }
   }
 
+  /** Wall time of the latest event (control time for a snapshot written before wall time was tracked). */
+  wallNowMs(): number {
+    return this.state.wallNowMs ?? this.state.nowMs;
+  }
+
   settled(sessionId: bigint, txHash: string | undefined): void {
     if (this.state.session && txHash !== undefined) this.state.session.settleTxHash = txHash;
     this.notify("session", `session ${sessionId}: settled${txHash === undefined ? "" : ` (tx ${txHash})`}`, sessionId);
@@ -324,7 +354,8 @@ class Stepper {
   checkFeedback(): void {
     const state = this.state;
     if (!this.config.hasFeedbackInput || state.relayMismatchSinceMs === undefined || state.fault !== undefined) return;
-    if (state.nowMs - state.relayMismatchSinceMs < this.config.feedbackTimeoutMs) return;
+    const mismatchMs = elapsedMs(state, state.relayMismatchSinceMs);
+    if (mismatchMs !== undefined && mismatchMs < this.config.feedbackTimeoutMs) return;
     state.fault = state.relayCommandedClosed
       ? `contactor failed to close: feedback stayed open for ${this.config.feedbackTimeoutMs} ms`
       : `welded contactor: feedback stayed closed for ${this.config.feedbackTimeoutMs} ms after opening`;
@@ -363,7 +394,7 @@ class Stepper {
           } else if (this.canEnergize(session)) {
             // The relay is still open, so the last fresh reading is the register at the instant current starts.
             session.meterStartWh ??= state.meter.lastEnergyWh;
-            session.startedAtMs ??= state.nowMs;
+            session.startedAtMs ??= this.wallNowMs();
             session.meterLastWh ??= session.meterStartWh;
             session.energizedAtMs = state.nowMs;
             this.setPhase("energized");
@@ -432,7 +463,7 @@ class Stepper {
     if (session.meterStopWh === undefined) {
       if (sampleAt !== undefined && sampleAt >= openedAt + config.stopReadingDelayMs && state.meter.faultKind === undefined && state.meter.lastEnergyWh !== undefined) {
         session.meterStopWh = state.meter.lastEnergyWh;
-      } else if (state.nowMs - openedAt >= config.stopReadingTimeoutMs) {
+      } else if ((elapsedMs(state, openedAt) ?? Infinity) >= config.stopReadingTimeoutMs) {
         session.meterStopWh = session.meterLastWh ?? session.meterStartWh ?? state.meter.lastEnergyWh ?? 0;
         this.notify("warning", `session ${session.sessionId}: no meter reading after the relay opened; settling on the last good reading`, session.sessionId);
       } else {
@@ -441,9 +472,11 @@ class Stepper {
     }
     // A session stopped before it ever energized settles at zero energy, refunding the EV in full.
     session.meterStartWh ??= session.meterStopWh;
-    session.startedAtMs ??= state.nowMs;
+    session.startedAtMs ??= this.wallNowMs();
     session.meterStopWh = Math.max(session.meterStopWh, session.meterStartWh);
-    session.stoppedAtMs = state.nowMs;
+    // Wall time, as the signed total and OCPP report it; a clock set back during the session must not make the
+    // stop precede the start (the ledger reverts StopBeforeStart).
+    session.stoppedAtMs = Math.max(this.wallNowMs(), session.startedAtMs);
     this.setPhase("settling");
     this.commands.push({ type: "sendSettle", total: signedTotalOf(session) });
   }

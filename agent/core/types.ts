@@ -1,7 +1,15 @@
 /**
  * The session core's vocabulary (DESIGN §3): events in, commands out, one state. Plain data only — no clock, no
  * I/O — so the journal can store every event and replay reproduces the same state and commands.
- * Times are unix ms and arrive inside events; energies are integer Wh; money is bigint wei.
+ * Energies are integer Wh; money is bigint wei. Times arrive inside events, on two clocks:
+ *
+ * - `atMs`, wall time (unix ms): what leaves the pile — the signed total's startedAt/stoppedAt, OCPP timestamps.
+ *   It may step (NTP correction, an RTC-less board booting at 1970 then syncing, `date -s`).
+ * - `controlMs`, control time: a monotonic ms count that never steps while the process runs. Every timing rule
+ *   (meter staleness, feedback timeout, stop-reading delay and timeout) measures it, so a wall-clock step can neither
+ *   keep a dead meter "fresh" nor make a live one "stale". Each process starts a new control epoch (the `startup`
+ *   event), so values journaled by an earlier process are never compared with this one's. Absent (events journaled
+ *   before it existed, tests), control time is `atMs`.
  */
 
 export type Phase =
@@ -41,17 +49,18 @@ export interface Session extends SessionTerms {
   budgetWh: number;
   stopAtWh: number;
   authorizeMined: boolean;
-  /** Meter register when the relay first closed, and when the session began delivering. */
+  /** Meter register when the relay first closed, and when (wall time) the session began delivering. */
   meterStartWh?: number;
   startedAtMs?: number;
-  /** When the relay last closed for this session; readings before it cannot tell whether the EV draws. */
+  /** When (control time) the relay last closed for this session; readings before it cannot tell whether the EV draws. */
   energizedAtMs?: number;
   /** Latest register reading during the session. */
   meterLastWh?: number;
   stopReason?: StopReason;
-  /** The relay was last commanded open at this time; the stop reading must be taken after it. */
+  /** The relay was last commanded open at this control time; the stop reading must be taken after it. */
   relayOpenedAtMs?: number;
   meterStopWh?: number;
+  /** Wall time of the stop reading, never before `startedAtMs` (the ledger rejects stoppedAt < startedAt). */
   stoppedAtMs?: number;
   /** −1 when the EV was unplugged under load (a violation), else 0. */
   evBehaviour: 0 | -1;
@@ -59,6 +68,7 @@ export interface Session extends SessionTerms {
 }
 
 export interface MeterHealth {
+  /** Control time of the last good sample (when its poll began). */
   lastSampleAtMs?: number;
   lastEnergyWh?: number;
   lastPowerW?: number;
@@ -85,13 +95,16 @@ export interface CoreConfig {
 
 export interface CoreState {
   phase: Phase;
+  /** Control time: the latest `controlMs` seen in this epoch (never decreases between two `startup` events). */
   nowMs: number;
+  /** Wall time of the latest event; follows the wall clock's steps. Optional: snapshots written before it existed. */
+  wallNowMs?: number;
   headBlock: number;
   session?: Session;
   /** Deposits seen while another session runs; served one at a time in the order they were opened. */
   queue: SessionTerms[];
   relayCommandedClosed: boolean;
-  /** Since when the commanded and fed-back positions disagree (feedback input only). */
+  /** Since when (control time) the commanded and fed-back positions disagree (feedback input only). */
   relayMismatchSinceMs?: number;
   relayFeedbackClosed?: boolean;
   evPresent: boolean;
@@ -110,7 +123,15 @@ export interface CoreState {
   finishedSessionIds: string[];
 }
 
-export type CoreEvent =
+/** Every event's two timestamps (see the file comment). */
+export interface EventTimes {
+  /** Wall time, unix ms. */
+  atMs: number;
+  /** Control time, monotonic ms within one process; defaults to `atMs`. */
+  controlMs?: number;
+}
+
+export type CoreEvent = EventTimes & (
   | { type: "startup"; atMs: number }
   | { type: "tick"; atMs: number }
   | { type: "meterSample"; atMs: number; energyWh: number; powerW: number }
@@ -129,7 +150,8 @@ export type CoreEvent =
   | { type: "clearFault"; atMs: number }
   /** Operator/CSMS availability: `operative: false` holds every new deposit before authorize. */
   | { type: "availability"; atMs: number; operative: boolean }
-  | { type: "shutdown"; atMs: number };
+  | { type: "shutdown"; atMs: number }
+);
 
 export interface SignedTotalRequest {
   sessionId: bigint;

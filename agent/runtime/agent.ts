@@ -14,7 +14,7 @@ import { MeterFault } from "../../drivers/meters/types.ts";
 import type { DigitalIn, DigitalOut } from "../../drivers/gpio/types.ts";
 import { initialState, step } from "../core/step.ts";
 import type { CoreCommand, CoreConfig, CoreEvent, CoreState, SignedTotalRequest } from "../core/types.ts";
-import type { Journal } from "../journal/journal.ts";
+import type { Journal, RetentionPolicy } from "../journal/journal.ts";
 import { createRelayDriver, type RelayDriver } from "../relay/relay-driver.ts";
 import type { Deployment } from "../chain/deployment.ts";
 import { createDepositWatcher, type ChainEvent } from "../chain/deposit-watcher.ts";
@@ -47,7 +47,17 @@ export interface AgentOptions {
   chain: AgentChain;
   journal: Journal;
   log: Logger;
+  /**
+   * Wall clock, unix ms (default `Date.now`): stamps what leaves the pile (signed totals, OCPP, relay edge history).
+   * It may step; nothing times itself on it.
+   */
   clock?: () => number;
+  /**
+   * Control clock, monotonic ms (default `monotonicNow`): every timing rule of the core (meter staleness, feedback
+   * timeout, stop reading) and the meter poll interval run on it, so a step of the wall clock changes no decision.
+   * A test that simulates a wall-clock jump steps `clock` only; this one models CLOCK_MONOTONIC and must never step.
+   */
+  controlClock?: () => number;
   chainPollIntervalMs?: number;
   txTickIntervalMs?: number;
   /** Called after every processed event with the new state and the commands it produced (telemetry, tests). */
@@ -63,6 +73,8 @@ export interface AgentOptions {
   onAuctionEvent?: (event: AuctionEvent) => void;
   /** Bidder poll interval; default 500 ms. */
   bidderPollIntervalMs?: number;
+  /** How much finished outbox history the journal keeps (DEFAULT_RETENTION in agent/journal for what is not given). */
+  journalRetention?: Partial<RetentionPolicy>;
 }
 
 /**
@@ -88,6 +100,19 @@ export interface RunningAgent {
 }
 
 const SNAPSHOT_EVERY_EVENTS = 100;
+/**
+ * Compaction runs at start-up and then every this many snapshots: with a meter sample journaled every poll that is
+ * every few minutes, often enough that one run deletes a few sessions' rows, rarely enough to cost nothing.
+ */
+const COMPACT_EVERY_SNAPSHOTS = 10;
+
+/**
+ * performance.now() is monotonic (CLOCK_MONOTONIC: NTP slews it but never steps it, `date -s` leaves it alone);
+ * adding the wall time at process start only makes its values read like dates in logs and journal dumps.
+ */
+export function monotonicNow(): number {
+  return performance.timeOrigin + performance.now();
+}
 
 function fieldsOf(event: CoreEvent): Record<string, unknown> {
   const fields: Record<string, unknown> = { event: event.type };
@@ -117,6 +142,10 @@ export function replayJournal(journal: Journal, core: CoreConfig): { state: Core
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const { core, io, chain, journal, log } = options;
   const clock = options.clock ?? Date.now;
+  const readControlClock = options.controlClock ?? monotonicNow;
+  // Clamped, so that even an injected control clock that jumps back cannot move the core's time back mid-epoch.
+  let lastControlMs = -Infinity;
+  const controlClock = (): number => (lastControlMs = Math.max(lastControlMs, readControlClock()));
   const relay = createRelayDriver(io.relay, clock);
   // Before anything else, whatever the journal says: the contactor starts open.
   await relay.forceOpen("startup");
@@ -125,12 +154,25 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let state = replay.state;
   log.info({ replayed: replay.replayed, phase: state.phase }, "journal replayed");
 
+  /** Bounds the journal; a failure is logged and retried next time, never allowed to stop the control loop. */
+  function compactJournal(): void {
+    try {
+      const result = journal.compact(options.journalRetention);
+      if (result.outboxRows > 0 || result.tombstones > 0) log.info({ ...result }, "journal compacted");
+    } catch (error) {
+      log.warn({ err: error }, "journal compaction failed; retrying at a later snapshot");
+    }
+  }
+  compactJournal();
+
   const domain = ledgerDomain(BigInt(chain.deployment.chainId), chain.deployment.ChargingLedger);
   const sender = createTxSender({
     wallet: chain.wallet,
     ledgerAddress: chain.deployment.ChargingLedger,
     ...(chain.deployment.PricingAuction ? { auctionAddress: chain.deployment.PricingAuction } : {}),
     outbox: journal,
+    // Resend timing is a timeout like the core's: on the wall clock a step back would hold a stuck settle an hour.
+    now: controlClock,
     log: (message, fields) => log.info(fields ?? {}, message),
   });
 
@@ -184,10 +226,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     return { total: signed, signature };
   }
 
-  function process(event: CoreEvent): Promise<void> {
+  function process(input: CoreEvent): Promise<void> {
     // After stop() nothing may step this agent again: a late GPIO edge or meter reply would otherwise advance a
     // stale state and journal it next to the state of the agent that replaced this one (in-process restarts).
     if (stopped) return queue;
+    // Events from outside (OCPP, operators, tests) carry wall time only: they get their control time on arrival.
+    const event: CoreEvent = input.controlMs === undefined ? { ...input, controlMs: controlClock() } : input;
     queue = queue.then(async () => {
       const result = step(core, state, event);
       const changed = event.type !== "tick" || result.commands.length > 0 || result.state.phase !== state.phase;
@@ -208,6 +252,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         if (seq % SNAPSHOT_EVERY_EVENTS === 0) {
           journal.saveSnapshot(seq, result.state);
           journal.pruneEventsBefore(seq);
+          if (seq % (SNAPSHOT_EVERY_EVENTS * COMPACT_EVERY_SNAPSHOTS) === 0) compactJournal();
         }
       }
       state = result.state;
@@ -292,7 +337,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   const meterLoop = (async () => {
     while (!stopped) {
-      const startedAt = clock();
+      // The reading is taken after its request leaves, so the poll's start is a safe (early) control time for it:
+      // it never looks fresher than it is, and a request sent before the relay opened never passes for a reading
+      // taken after it (the stop reading).
+      const pollStartedAtMs = controlClock();
       try {
         const sample = await io.meter.read();
         options.onSample?.(sample);
@@ -303,12 +351,19 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
             log.error({ err: error }, "sample observer failed");
           }
         }
-        await process({ type: "meterSample", atMs: sample.readAtMs, energyWh: sample.importEnergyWh, powerW: sample.powerW });
+        await process({
+          type: "meterSample",
+          atMs: sample.readAtMs,
+          controlMs: pollStartedAtMs,
+          energyWh: sample.importEnergyWh,
+          powerW: sample.powerW,
+        });
       } catch (error) {
         const kind = error instanceof MeterFault ? error.kind : "disconnected";
         await process({ type: "meterFault", atMs: clock(), kind, message: describeError(error) });
       }
-      const waitMs = Math.max(0, options.pollIntervalMs - (clock() - startedAt));
+      // On the control clock: a wall clock set back an hour mid-poll must not make this loop sleep for an hour.
+      const waitMs = Math.max(0, options.pollIntervalMs - (controlClock() - pollStartedAtMs));
       await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
   })();

@@ -70,6 +70,8 @@ export interface SimWorldOptions {
   confirmations?: number;
   stopMarginWh?: number;
   staleAfterMs?: number;
+  /** The pile's wall clock (agent and meter driver; default `Date.now`): clock-jump tests step it. */
+  clock?: () => number;
   log?: Logger;
   onStep?: (state: CoreState, event: CoreEvent, commands: CoreCommand[]) => void;
   /** Every good meter sample the agent reads (telemetry). */
@@ -186,7 +188,7 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
       ev: { plugged: false, socPercent: 20 },
     });
     cleanups.push(() => hwSim.stop());
-    const meter: Meter = createModbusMeter({ model: meterModel("sdm630"), transport: "tcp", host: "127.0.0.1", port: hwSim.meterTcpPort, unitId: 1, timeoutMs: 500 });
+    const meter: Meter = createModbusMeter({ model: meterModel("sdm630"), transport: "tcp", host: "127.0.0.1", port: hwSim.meterTcpPort, unitId: 1, timeoutMs: 500, ...(options.clock ? { clock: options.clock } : {}) });
     cleanups.push(() => meter.close());
     const io: GpioLines = await openGpio({ driver: "sim", relay: lines.relay, feedback: lines.feedback, evPresent: lines.evPresent }, { sim: gpio });
     cleanups.push(() => io.close());
@@ -211,6 +213,7 @@ export async function startSimWorld(options: SimWorldOptions = {}): Promise<SimW
       journal,
       log: options.log ?? silentLogger(),
       chainPollIntervalMs: 250,
+      ...(options.clock ? { clock: options.clock } : {}),
       ...(options.onStep ? { onStep: options.onStep } : {}),
       ...(options.onSample ? { onSample: options.onSample } : {}),
       ...options.bidding,

@@ -368,15 +368,15 @@ describe("the file", () => {
     }
   });
 
-  it("records schema version 2 and migrates only once", () => {
-    expect(SCHEMA_VERSION).toBe(2);
+  it("records schema version 3 and migrates only once", () => {
+    expect(SCHEMA_VERSION).toBe(3);
     const j = journal();
-    expect(j.schemaVersion()).toBe(2);
+    expect(j.schemaVersion()).toBe(3);
     j.close();
-    expect(journal().schemaVersion()).toBe(2);
+    expect(journal().schemaVersion()).toBe(3);
     const raw = new Database(path, { readonly: true });
     try {
-      expect(raw.prepare("SELECT version FROM schema_version").pluck().all()).toEqual([1, 2]);
+      expect(raw.prepare("SELECT version FROM schema_version").pluck().all()).toEqual([1, 2, 3]);
     } finally {
       raw.close();
     }
@@ -385,9 +385,9 @@ describe("the file", () => {
   it("refuses a journal from a newer trustpile", () => {
     journal().close();
     const raw = new Database(path);
-    raw.prepare("INSERT INTO schema_version (version, applied_at) VALUES (3, 0)").run();
+    raw.prepare("INSERT INTO schema_version (version, applied_at) VALUES (4, 0)").run();
     raw.close();
-    expect(() => journal()).toThrow(/schema version 3, newer than version 2/);
+    expect(() => journal()).toThrow(/schema version 4, newer than version 3/);
   });
 
   it("creates a missing directory with mode 0700", () => {
