@@ -28,12 +28,20 @@ export type PlausibilityVerdict =
 
 interface EnergyPoint {
   energyWh: number;
+  /** Latest instant the register can have been latched (the reply). */
   atMs: number;
+  /** Earliest instant it can have been latched (the request); `atMs` when unknown. */
+  requestedAtMs?: number;
 }
 
 export interface PlausibilityGuard {
-  /** Judges a sample's import energy against the baseline and, if accepted, makes it the baseline. */
-  check(sample: { importEnergyWh: number; readAtMs: number }): PlausibilityVerdict;
+  /**
+   * Judges a sample's import energy against the baseline and, if accepted, makes it the baseline. `readAtMs` is
+   * when the reply arrived; `requestedAtMs` (default `readAtMs`) when the request went out. The meter latched the
+   * register somewhere in between, so the time between two latches is at most this reply minus the previous
+   * request: a slow reply followed by a fast one must not look like energy rising faster than max power.
+   */
+  check(sample: { importEnergyWh: number; readAtMs: number; requestedAtMs?: number }): PlausibilityVerdict;
 }
 
 const MS_PER_HOUR = 3_600_000;
@@ -69,7 +77,7 @@ export function createPlausibilityGuard(model: MeterModel, options: Plausibility
     if (deltaWh < 0) {
       return `import energy went backwards from ${from.energyWh} Wh to ${next.energyWh} Wh`;
     }
-    const elapsedMs = Math.max(0, next.atMs - from.atMs);
+    const elapsedMs = Math.max(0, next.atMs - (from.requestedAtMs ?? from.atMs));
     const boundWh =
       (model.maxPlausiblePowerW * elapsedMs) / MS_PER_HOUR +
       energyResolutionWh(energyField, Math.max(from.energyWh, next.energyWh)) +
@@ -85,7 +93,11 @@ export function createPlausibilityGuard(model: MeterModel, options: Plausibility
 
   return {
     check(sample) {
-      const next: EnergyPoint = { energyWh: sample.importEnergyWh, atMs: sample.readAtMs };
+      const next: EnergyPoint = {
+        energyWh: sample.importEnergyWh,
+        atMs: sample.readAtMs,
+        ...(sample.requestedAtMs === undefined ? {} : { requestedAtMs: Math.min(sample.requestedAtMs, sample.readAtMs) }),
+      };
       if (!baseline) {
         baseline = next;
         return { ok: true, rebased: false };
