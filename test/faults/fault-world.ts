@@ -1,7 +1,7 @@
 /**
  * The fault world: the whole system of `trustpile sim` with its agents as child processes, so faults can be
  * injected anywhere, including `kill -9`. Framework-free (no vitest import), so the short suite
- * (test/faults/faults.test.ts) and the soak (tools/soak.ts) drive the same world:
+ * (test/faults/faults.test.ts) and the soak (test/faults/soak.ts) drive the same world:
  *
  *   this process                                                 one agent process per pile (test/fixtures/agent-process.ts)
  *   ------------                                                 -----------------

@@ -1,5 +1,5 @@
 /**
- * The fault-injection suite, short form (issue 11, item 1; the long form is `npm run soak`, tools/soak.ts). Two
+ * The fault-injection suite, short form (issue 11, item 1; the long form is `npm run soak`, test/faults/soak.ts). Two
  * piles whose agents run as child processes (test/faults/fault-world.ts) — OCPP to the CSMS simulator, telemetry to
  * the embedded broker, the chain through a proxy — run short accelerated sessions, each with a fault at a moment
  * drawn from the seed: kill -9, RPC down, CSMS down, broker down, meter offline / CRC errors / late replies /

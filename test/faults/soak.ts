@@ -1,5 +1,5 @@
 /**
- * `npm run soak` (tsx tools/soak.ts): the long form of the fault-injection suite (issue 11, item 2). Starts its own
+ * `npm run soak` (tsx test/faults/soak.ts): the long form of the fault-injection suite (issue 11, item 2). Starts its own
  * anvil (fast blocks), the fault world of test/faults/fault-world.ts with K piles (agents as child processes, OCPP
  * to the CSMS simulator, telemetry to the embedded broker), and runs N short accelerated sessions with faults from
  * a printed seed, checking every invariant of test/faults/invariants.ts after each session and memory at the end.
@@ -18,12 +18,12 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
-import { startDevChain } from "../agent/chain/dev-chain.ts";
-import { freePort } from "../agent/net.ts";
-import { startFaultWorld, type FaultPile, type JournalStats, type SessionOutcome } from "../test/faults/fault-world.ts";
-import { checkInvariants, describeViolations, type Violation } from "../test/faults/invariants.ts";
-import { FAULT_KINDS, planSchedule, type FaultKind, type PlannedSession } from "../test/faults/schedule.ts";
-import { slicePileRecord } from "../test/faults/slice.ts";
+import { startDevChain } from "../../agent/chain/dev-chain.ts";
+import { freePort } from "../../agent/net.ts";
+import { startFaultWorld, type FaultPile, type JournalStats, type SessionOutcome } from "./fault-world.ts";
+import { checkInvariants, describeViolations, type Violation } from "./invariants.ts";
+import { FAULT_KINDS, planSchedule, type FaultKind, type PlannedSession } from "./schedule.ts";
+import { slicePileRecord } from "./slice.ts";
 
 interface SoakOptions {
   sessions: number;
