@@ -103,6 +103,14 @@ const RESCAN_BLOCKS = 12;
 const DEFAULT_POLL_INTERVAL_MS = 500;
 const DEFAULT_MAX_LOG_RANGE = 2000;
 const REGISTRY_REFRESH_MS = 10_000;
+/**
+ * Finished invitations whose journal entries (sealed bids, outcome) are kept for diagnostics; older ones are
+ * deleted as new ones finish, so `auction_bids` stays bounded. A finished entry only has to outlive the invitation
+ * scan's RESCAN_BLOCKS window behind the cursor (it stops a rescan from following the invitation again), and an
+ * invitation followed again all the same finds its bond state on chain: a held bond is refunded, a settled one
+ * leaves nothing to do.
+ */
+export const KEEP_FINISHED_AUCTIONS = 100;
 
 const auctionInterface = new Interface(PricingAuctionAbi);
 const abi = AbiCoder.defaultAbiCoder();
@@ -372,7 +380,12 @@ export function startBidder(options: BidderOptions): RunningBidder {
         return;
       }
       case "done":
-        if (entry) journal.saveAuctionBid(invitationId, "finished", entry);
+        if (entry) {
+          journal.transaction(() => {
+            journal.saveAuctionBid(invitationId, "finished", entry);
+            journal.pruneFinishedAuctionBids(KEEP_FINISHED_AUCTIONS);
+          });
+        }
         followed.delete(key);
         if (action.outcome !== "notBidding") log.info({ invitationId: key, outcome: action.outcome }, "auction finished for this pile");
         return;

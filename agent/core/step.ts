@@ -38,7 +38,18 @@ export function initialState(): CoreState {
   };
 }
 
-/** Energy the deposit pays for, in whole Wh: floor(deposit × 1000 / price). */
+/**
+ * Why a deposit's terms cannot be served at all, or undefined when they can. A price of 0 would make the covered
+ * energy a division by zero, and a deposit of 0 pays for nothing; the deposit watcher refuses such logs already,
+ * but the control loop must not be one malformed event away from an exception.
+ */
+export function unservableTermsReason(terms: Pick<SessionTerms, "depositWei" | "priceWeiPerKWh">): string | undefined {
+  if (terms.priceWeiPerKWh <= 0n) return `its price is ${terms.priceWeiPerKWh} wei/kWh; expected a price above 0`;
+  if (terms.depositWei <= 0n) return `its deposit is ${terms.depositWei} wei; expected a deposit above 0`;
+  return undefined;
+}
+
+/** Energy the deposit pays for, in whole Wh: floor(deposit × 1000 / price). The price must be above 0. */
 export function energyCoveredWh(depositWei: bigint, priceWeiPerKWh: bigint): number {
   return Number((depositWei * 1000n) / priceWeiPerKWh);
 }
@@ -136,8 +147,14 @@ class Stepper {
     );
   }
 
-  /** Starts serving `terms`, or refuses a deposit too small to deliver anything beyond the stop margin. */
+  /** Starts serving `terms`, or refuses terms it cannot serve: a price or deposit of 0, or too little beyond the stop margin. */
   begin(terms: SessionTerms): void {
+    const unservable = unservableTermsReason(terms);
+    if (unservable !== undefined) {
+      this.finish(terms.sessionId);
+      this.notify("warning", `session ${terms.sessionId}: deposit refused, ${unservable}; not serving it`, terms.sessionId);
+      return;
+    }
     const session = newSession(terms, this.config.stopMarginWh);
     if (session.budgetWh <= 0) {
       this.finish(terms.sessionId);

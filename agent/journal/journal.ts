@@ -202,6 +202,11 @@ export interface Journal {
   auctionBid(invitationId: bigint): AuctionBidRow | undefined;
   /** Entries with status `active`, oldest invitation first: what a restarted bidder resumes. */
   activeAuctionBids(): AuctionBidRow[];
+  /**
+   * Deletes `finished` entries beyond the `keep` with the highest invitation ids (invitation ids grow on chain; the
+   * wall clock of a board without RTC does not order anything). Active entries are never touched. Returns how many.
+   */
+  pruneFinishedAuctionBids(keep: number): number;
 
   /**
    * Deletes finished outbox rows beyond `policy` (DEFAULT_RETENTION for what is not given), keeping a tombstone of
@@ -631,6 +636,12 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
        ON CONFLICT (invitation_id) DO UPDATE SET status = excluded.status, entry = excluded.entry, updated_at = excluded.updated_at`,
     ),
     auctionBid: conn.prepare<[string], AuctionBidDbRow>("SELECT invitation_id, status, entry, updated_at FROM auction_bids WHERE invitation_id = ?"),
+    /** Numeric order of decimal text: shorter first, then by digits. */
+    pruneFinishedAuctionBids: conn.prepare<[number]>(
+      `DELETE FROM auction_bids WHERE status = 'finished' AND invitation_id NOT IN (
+         SELECT invitation_id FROM auction_bids WHERE status = 'finished'
+         ORDER BY length(invitation_id) DESC, invitation_id DESC LIMIT ?)`,
+    ),
     activeAuctionBids: conn.prepare<[], AuctionBidDbRow>(
       "SELECT invitation_id, status, entry, updated_at FROM auction_bids WHERE status = 'active' ORDER BY length(invitation_id), invitation_id",
     ),
@@ -839,6 +850,10 @@ export function openJournal(path: string, options: JournalOptions = {}): Journal
       return row === undefined ? undefined : toAuctionBid(row);
     },
     activeAuctionBids: () => stmt.activeAuctionBids.all().map(toAuctionBid),
+    pruneFinishedAuctionBids(keep) {
+      requireSafeInteger(path, "finished auction bids to keep", keep);
+      return stmt.pruneFinishedAuctionBids.run(keep).changes;
+    },
 
     compact(policy = {}) {
       const full: RetentionPolicy = { ...DEFAULT_RETENTION, ...policy };

@@ -22,9 +22,9 @@ import {
   type OcppModelState,
 } from "./model.ts";
 import { isTransactionIntent, type TransactionQueue } from "./queue.ts";
+import { DEPOSIT_TX_PREFIX } from "./transaction-keys.ts";
 
 const MODEL_STATE_KEY = "ocpp.model";
-const DEPOSIT_TX_PREFIX = "ocpp.depositTx.";
 
 /** What the adapter is told after a step committed: intents in order, and an idTag to Authorize, if any. */
 export interface ObservedStep {

@@ -10,11 +10,17 @@
  * Retries: a message the CSMS answered with an error, or did not answer, counts one attempt; after
  * `TransactionMessageAttempts` it is dropped with a logged error. Being offline counts nothing.
  * Charging and settlement never wait for any of this: the queue only observes the core.
+ *
+ * Bounded bookkeeping: once a transaction's Stop is final (confirmed, or dropped), nothing will send for it again;
+ * its per-transaction settings (agent/ocpp/transaction-keys.ts) are kept for the newest `keepFinishedTransactions`
+ * such transactions, for diagnostics, and deleted after. Messages go out strictly in order and a session's messages
+ * are all queued before its Stop, so a transaction with messages still pending is never among those retired.
  */
 import type { Journal, OutboxItem } from "../journal/journal.ts";
 import type { Logger } from "../logging.ts";
 import { describeError } from "../errors.ts";
-import type { OcppIntent } from "./intents.ts";
+import type { MeterReading, OcppIntent } from "./intents.ts";
+import { BEGIN_READING_PREFIX, SESSION_OF_TRANSACTION_PREFIX, TRANSACTION_ID_PREFIX, sessionSettingKeys } from "./transaction-keys.ts";
 
 export const OCPP_OUTBOX_KIND = "ocpp";
 
@@ -33,6 +39,12 @@ export interface QueuedMessage {
   /** The CSMS's id for the transaction, once its start was confirmed (always set for meter values and stops). */
   transactionId?: string;
   attempts: number;
+  /**
+   * A Stop's Transaction.Begin reading: its Start's reading, carried by the Stop itself because the Start's outbox
+   * row may be compacted before the Stop goes out (or even before it is queued, in a session long enough for
+   * keepCompletedRows newer rows to complete). Absent for a Stop queued before this was kept.
+   */
+  beginReading?: MeterReading;
 }
 
 /** What one delivery attempt did. */
@@ -59,7 +71,21 @@ export interface TransactionQueueOptions {
   retry: () => RetryPolicy;
   /** Injectable for tests; resolves after `ms`. */
   sleep?: (ms: number) => Promise<void>;
+  /** Finished transactions whose settings are kept; default KEEP_FINISHED_TRANSACTIONS. */
+  keepFinishedTransactions?: number;
 }
+
+/**
+ * About as many sessions as the journal keeps whole outbox rows for (DEFAULT_RETENTION.keepCompletedRows 5,000 at
+ * ~20 rows a session): DataTransfer sessionInfo answers for those, and older sessions' tx hashes are gone anyway.
+ * Each keeps three settings rows (transactionId both ways, deposit tx), ~300 bytes; 750 rows in all.
+ */
+export const KEEP_FINISHED_TRANSACTIONS = 250;
+/** The finished transactions (session ids, oldest first) whose settings are still kept. */
+export const FINISHED_TRANSACTIONS_KEY = "ocpp.finishedTransactions";
+
+/** How a Stop is stored in the outbox: the intent plus its Start's reading (see QueuedMessage.beginReading). */
+type StoredIntent = TransactionIntent & { beginReading?: MeterReading };
 
 export interface TransactionQueue {
   /** Persists an intent (idempotent per key); call it inside the journal transaction of the step that made it. */
@@ -77,11 +103,16 @@ export interface TransactionQueue {
   close(): void;
 }
 
+/** The outbox key of a session's Start. */
+export function startKeyOf(sessionId: bigint): string {
+  return `ocpp:start:${sessionId.toString()}`;
+}
+
 function keyOf(intent: TransactionIntent): string {
   const session = intent.sessionId.toString();
   switch (intent.type) {
     case "transactionStarted":
-      return `ocpp:start:${session}`;
+      return startKeyOf(intent.sessionId);
     case "transactionStopped":
       return `ocpp:stop:${session}`;
     case "meterValues":
@@ -89,13 +120,15 @@ function keyOf(intent: TransactionIntent): string {
   }
 }
 
-const TX_ID_PREFIX = "ocpp.transactionId.";
 /** Confirmed MeterValues marked done per journal commit during a drain (see runOnce). */
 const ACK_BATCH = 100;
-const SESSION_OF_TX_PREFIX = "ocpp.sessionOfTransaction.";
 
 export function createTransactionQueue(options: TransactionQueueOptions): TransactionQueue {
   const { journal, log } = options;
+  const keepFinished = options.keepFinishedTransactions ?? KEEP_FINISHED_TRANSACTIONS;
+  if (!Number.isSafeInteger(keepFinished) || keepFinished < 0) {
+    throw new Error(`keepFinishedTransactions must be an integer >= 0, got ${keepFinished}`);
+  }
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   let running: Promise<void> | undefined;
   let again = false;
@@ -103,14 +136,71 @@ export function createTransactionQueue(options: TransactionQueueOptions): Transa
   let wakeUp: (() => void) | undefined;
 
   function transactionIdOf(sessionId: bigint): string | undefined {
-    const value = journal.getValue(TX_ID_PREFIX + sessionId.toString());
+    const value = journal.getValue(TRANSACTION_ID_PREFIX + sessionId.toString());
     return typeof value === "string" ? value : undefined;
   }
 
   function toMessage(item: OutboxItem): QueuedMessage {
-    const intent = item.payload as TransactionIntent;
+    const { beginReading, ...intent } = item.payload as StoredIntent;
     const transactionId = transactionIdOf(intent.sessionId);
-    return { key: item.key, intent, attempts: item.attempts, ...(transactionId === undefined ? {} : { transactionId }) };
+    return {
+      key: item.key,
+      intent,
+      attempts: item.attempts,
+      ...(transactionId === undefined ? {} : { transactionId }),
+      ...(beginReading === undefined ? {} : { beginReading }),
+    };
+  }
+
+  /**
+   * Queues an intent once per key. A new Start leaves its reading in a setting that outlives any compaction of
+   * its row; the Stop takes it over into its own payload (a Start queued before that setting existed is read from
+   * its row, if still whole) and the setting goes.
+   */
+  function enqueueOnce(intent: TransactionIntent): void {
+    const key = keyOf(intent);
+    if (journal.get(key) !== undefined) return; // queued before (a replayed step): the first payload stands
+    const beginKey = BEGIN_READING_PREFIX + intent.sessionId.toString();
+    journal.transaction(() => {
+      let payload: StoredIntent = intent;
+      if (intent.type === "transactionStarted") journal.setValue(beginKey, intent.reading);
+      if (intent.type === "transactionStopped") {
+        const start = journal.get(startKeyOf(intent.sessionId))?.payload as StoredIntent | undefined;
+        const beginReading = (journal.getValue(beginKey) as MeterReading | undefined) ?? (start?.type === "transactionStarted" ? start.reading : undefined);
+        if (beginReading !== undefined) payload = { ...intent, beginReading };
+        journal.setValue(beginKey, undefined);
+      }
+      journal.enqueue({ key, kind: OCPP_OUTBOX_KIND, payload });
+    });
+  }
+
+  /**
+   * Called in the journal transaction that makes `sessionId`'s Stop final: adds it to the finished transactions and
+   * deletes the settings of those beyond the newest `keepFinished`.
+   */
+  function retireTransaction(sessionId: bigint): void {
+    const stored = journal.getValue(FINISHED_TRANSACTIONS_KEY);
+    const finished = Array.isArray(stored) ? stored.filter((id): id is string => typeof id === "string") : [];
+    const id = sessionId.toString();
+    if (!finished.includes(id)) finished.push(id);
+    while (finished.length > keepFinished) {
+      const old = finished.shift() as string;
+      const transactionId = transactionIdOf(BigInt(old));
+      // A CSMS may reuse a transactionId after its own reset: the reverse entry goes only while it names this session.
+      if (transactionId !== undefined && journal.getValue(SESSION_OF_TRANSACTION_PREFIX + transactionId) === old) {
+        journal.setValue(SESSION_OF_TRANSACTION_PREFIX + transactionId, undefined);
+      }
+      for (const key of sessionSettingKeys(old)) journal.setValue(key, undefined);
+    }
+    journal.setValue(FINISHED_TRANSACTIONS_KEY, finished);
+  }
+
+  /** Marks a message final (done or failed) and, for a Stop, retires its transaction, in one journal transaction. */
+  function finalize(message: QueuedMessage, mark: () => void): void {
+    journal.transaction(() => {
+      mark();
+      if (message.intent.type === "transactionStopped") retireTransaction(message.intent.sessionId);
+    });
   }
 
   function pending(): QueuedMessage[] {
@@ -159,7 +249,7 @@ export function createTransactionQueue(options: TransactionQueueOptions): Transa
         if (!isStart && next.transactionId === undefined) {
           // Its Start was dropped (refused by the CSMS too often): the CSMS has no transaction to attach it to.
           flushConfirmed();
-          journal.markFailed(next.key, "the transaction's StartTransaction was never confirmed by the CSMS");
+          finalize(next, () => journal.markFailed(next.key, "the transaction's StartTransaction was never confirmed by the CSMS"));
           log.error(fields(next), "ocpp transaction message dropped: its start was never confirmed");
           continue;
         }
@@ -178,10 +268,10 @@ export function createTransactionQueue(options: TransactionQueueOptions): Transa
             continue;
           }
           flushConfirmed();
-          journal.transaction(() => {
+          finalize(next, () => {
             if (isStart && outcome.transactionId !== undefined) {
-              journal.setValue(TX_ID_PREFIX + next.intent.sessionId.toString(), outcome.transactionId);
-              journal.setValue(SESSION_OF_TX_PREFIX + outcome.transactionId, next.intent.sessionId.toString());
+              journal.setValue(TRANSACTION_ID_PREFIX + next.intent.sessionId.toString(), outcome.transactionId);
+              journal.setValue(SESSION_OF_TRANSACTION_PREFIX + outcome.transactionId, next.intent.sessionId.toString());
             }
             journal.markDone(next.key, outcome.transactionId === undefined ? undefined : { transactionId: outcome.transactionId });
           });
@@ -192,7 +282,7 @@ export function createTransactionQueue(options: TransactionQueueOptions): Transa
         const attempt = journal.markAttempt(next.key, { note: outcome.error.slice(0, 500) }).attempts;
         const policy = options.retry();
         if (attempt >= policy.attempts) {
-          journal.markFailed(next.key, `${attempt} attempts failed, the last: ${outcome.error}`.slice(0, 1000));
+          finalize(next, () => journal.markFailed(next.key, `${attempt} attempts failed, the last: ${outcome.error}`.slice(0, 1000)));
           log.error({ ...fields(next), attempts: attempt, error: outcome.error }, "ocpp transaction message dropped after TransactionMessageAttempts");
           continue;
         }
@@ -207,13 +297,11 @@ export function createTransactionQueue(options: TransactionQueueOptions): Transa
   }
 
   return {
-    enqueue(intent) {
-      journal.enqueue({ key: keyOf(intent), kind: OCPP_OUTBOX_KIND, payload: intent });
-    },
+    enqueue: enqueueOnce,
     pending,
     transactionIdOf,
     sessionIdOfTransaction(transactionId) {
-      const value = journal.getValue(SESSION_OF_TX_PREFIX + transactionId);
+      const value = journal.getValue(SESSION_OF_TRANSACTION_PREFIX + transactionId);
       return typeof value === "string" ? BigInt(value) : undefined;
     },
     drain(deliver) {

@@ -14,7 +14,7 @@ import { remoteStartTarget, type OcppModelInputs, type StatusReport } from "./mo
 import { OCPP_DEFAULTS, OfflineError, type CallParams } from "./connection.ts";
 import { modelConfigOf, openOcppLink } from "./link.ts";
 import { createOcppObserver, depositTxOf, type ObservedStep } from "./observer.ts";
-import type { DeliveryOutcome, QueuedMessage } from "./queue.ts";
+import { startKeyOf, type DeliveryOutcome, type QueuedMessage } from "./queue.ts";
 import { openV16Configuration, type Measurand } from "./v16-configuration.ts";
 import type { ResetKind, RunningOcpp, StartOcppOptions } from "./index.ts";
 
@@ -70,6 +70,31 @@ export function meterValueOf(reading: MeterReading, context: ReadingContext, mea
     }
   }
   return { timestamp: iso(reading.atMs), sampledValue };
+}
+
+/**
+ * A StopTransaction request; `transactionData` carries the StopTxnSampledData measurands at Transaction.Begin
+ * (`beginReading`, the Start's reading, where known) and Transaction.End.
+ */
+export function stopTransactionRequest(
+  intent: Extract<OcppIntent, { type: "transactionStopped" }>,
+  transactionId: string | undefined,
+  beginReading: MeterReading | undefined,
+  measurands: readonly Measurand[],
+): Record<string, unknown> {
+  const transactionData: MeterValue[] = [];
+  if (measurands.length > 0) {
+    if (beginReading) transactionData.push(meterValueOf(beginReading, "Transaction.Begin", measurands));
+    transactionData.push(meterValueOf(intent.reading, "Transaction.End", measurands));
+  }
+  return {
+    transactionId: Number(transactionId),
+    idTag: intent.sessionId.toString(),
+    meterStop: intent.meterStopWh,
+    timestamp: iso(intent.atMs),
+    reason: intent.reason,
+    ...(transactionData.length > 0 ? { transactionData } : {}),
+  };
 }
 
 function statusParams(connectorId: number, report: StatusReport, atMs: number): Record<string, unknown> {
@@ -213,21 +238,13 @@ export function startV16(options: StartOcppOptions): RunningOcpp {
           return { kind: "confirmed" };
         }
         case "transactionStopped": {
-          const measurands = configuration.measurands("StopTxnSampledData");
-          const start = journal.get(`ocpp:start:${intent.sessionId.toString()}`)?.payload as Extract<OcppIntent, { type: "transactionStarted" }> | undefined;
-          const transactionData: MeterValue[] = [];
-          if (measurands.length > 0) {
-            if (start) transactionData.push(meterValueOf(start.reading, "Transaction.Begin", measurands));
-            transactionData.push(meterValueOf(intent.reading, "Transaction.End", measurands));
-          }
-          await connection.call("StopTransaction", {
-            transactionId: Number(message.transactionId),
-            idTag: intent.sessionId.toString(),
-            meterStop: intent.meterStopWh,
-            timestamp: iso(intent.atMs),
-            reason: intent.reason,
-            ...(transactionData.length > 0 ? { transactionData } : {}),
-          });
+          // A Stop queued before Stops carried their Start's reading finds it in the Start's row, if still whole.
+          const legacyStart = journal.get(startKeyOf(intent.sessionId))?.payload as Extract<OcppIntent, { type: "transactionStarted" }> | undefined;
+          const beginReading = message.beginReading ?? legacyStart?.reading;
+          await connection.call(
+            "StopTransaction",
+            stopTransactionRequest(intent, message.transactionId, beginReading, configuration.measurands("StopTxnSampledData")),
+          );
           log.info({ sessionId: intent.sessionId.toString(), transactionId: message.transactionId, meterStopWh: intent.meterStopWh, reason: intent.reason }, "ocpp StopTransaction");
           return { kind: "confirmed" };
         }

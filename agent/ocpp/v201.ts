@@ -27,6 +27,7 @@ import { remoteStartTarget, type OcppModelInputs, type StatusReport } from "./mo
 import { modelConfigOf, openOcppLink } from "./link.ts";
 import { createOcppObserver, type ObservedStep } from "./observer.ts";
 import type { DeliveryOutcome, QueuedMessage } from "./queue.ts";
+import { TRANSACTION_RECORD_201_PREFIX } from "./transaction-keys.ts";
 import { openV16Configuration, type Measurand } from "./v16-configuration.ts";
 import type { ResetKind, RunningOcpp, StartOcppOptions } from "./index.ts";
 import {
@@ -53,10 +54,12 @@ import { getVariable, setVariable, type GetVariableData201, type OcppSettingsSto
 
 /** Phases in which a session holds the connector and a CSMS stop or reset has something to stop. */
 const STOPPABLE: readonly Phase[] = ["authorized", "energized", "suspended"];
-const TX_RECORD_PREFIX = "ocpp201.tx.";
 const EVENT_ID_KEY = "ocpp201.nextEventId";
 
-/** Per-transaction bookkeeping in the journal, deleted once the transaction's Ended was confirmed. */
+/**
+ * Per-transaction bookkeeping in the journal, deleted once the transaction's Ended was confirmed (and, whatever
+ * became of the Ended, with the transaction's other settings when the queue retires it).
+ */
 interface TransactionRecord {
   nextSeqNo: number;
   seqNoByKey: Record<string, number>;
@@ -131,13 +134,13 @@ export function startV201(options: StartOcppOptions): RunningOcpp {
   // ---- journal bookkeeping ----
 
   function readRecord(sessionId: bigint): TransactionRecord {
-    const stored = journal.getValue(TX_RECORD_PREFIX + sessionId.toString());
+    const stored = journal.getValue(TRANSACTION_RECORD_201_PREFIX + sessionId.toString());
     if (isRecord(stored) && typeof stored.nextSeqNo === "number" && isRecord(stored.seqNoByKey)) return stored as unknown as TransactionRecord;
     return { nextSeqNo: 0, seqNoByKey: {} };
   }
 
   function writeRecord(sessionId: bigint, record: TransactionRecord | undefined): void {
-    journal.setValue(TX_RECORD_PREFIX + sessionId.toString(), record);
+    journal.setValue(TRANSACTION_RECORD_201_PREFIX + sessionId.toString(), record);
   }
 
   function updateRecord(sessionId: bigint, change: Partial<TransactionRecord>): void {

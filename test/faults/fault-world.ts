@@ -28,6 +28,7 @@ import type { Deployment } from "../../agent/chain/deployment.ts";
 import { connectLedger, connectRegistry, Role, SessionStatus } from "../../agent/chain/contracts.ts";
 import { attest, registerChargePoint } from "../../agent/chain/operations.ts";
 import { cpIdOf } from "../../agent/chain/session-total.ts";
+import { relayOff } from "../../agent/cli/relay-off-command.ts";
 import { decodeJson } from "../../agent/journal/json.ts";
 import { readJournalStats } from "../../agent/journal/journal.ts";
 import type { CoreConfig, Phase } from "../../agent/core/types.ts";
@@ -117,6 +118,8 @@ export interface FaultPile {
   readonly journalPath: string;
   readonly hwSim: HwSim;
   readonly bridge: SysfsBridge;
+  /** The fake sysfs GPIO class directory the pile's agent drives its lines through. */
+  readonly sysfsRoot: string;
   readonly proxy: TcpProxy;
   /** The running agent process (replaced after a kill). */
   agent(): AgentProcess;
@@ -126,7 +129,10 @@ export interface FaultPile {
   lastState(): FaultAgentLine | undefined;
   readonly meter: MeterPoint[];
   readonly rss: RssSample[];
-  /** From each kill -9 to the restarted process's first relay write (it forces the relay open first). */
+  /**
+   * From each kill -9 to the restarted process's first relay write (it forces the relay open first). The world
+   * runs relay-off in between, as the systemd unit does, so next to nothing should flow in these spans.
+   */
   readonly agentDown: AgentDownSpan[];
   physicalWh(): number;
 }
@@ -321,6 +327,7 @@ export async function startFaultWorld(options: FaultWorldOptions): Promise<Fault
         journalPath: join(pileDir, "journal.sqlite"),
         hwSim,
         bridge,
+        sysfsRoot: sysfs.root,
         proxy,
         runs,
         meter,
@@ -494,7 +501,11 @@ export async function startFaultWorld(options: FaultWorldOptions): Promise<Fault
           const phase = pile.lastState()?.phase ?? "start-up";
           const killedAtMs = Date.now();
           await victim.kill9();
-          record.evidence = victim.exited() ? `pid ${victim.pid} killed with SIGKILL in phase ${phase}` : undefined;
+          // What the installed unit does after any death (systemd/trustpile.service ExecStopPost): the real
+          // `trustpile relay-off` code drives the relay line inactive before the agent is started again, so a kill
+          // never leaves current flowing with nobody watching the budget.
+          const relayOffReport = await relayOff({ driver: "onoff", relay: { line: LINES.relay.line, activeLow: false }, sysfsRoot: pile.sysfsRoot, feedbackTimeoutMs: 500 });
+          record.evidence = victim.exited() ? `pid ${victim.pid} killed with SIGKILL in phase ${phase}; ${relayOffReport}` : undefined;
           await pile.start();
           const firstRelayWrite = pile.agent().lines.find((line) => line.relay !== undefined);
           pile.agentDown.push({ fromMs: killedAtMs, toMs: firstRelayWrite?.receivedAtMs ?? Date.now() });

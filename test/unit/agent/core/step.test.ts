@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { mulberry32 } from "../../../helpers/prng.ts";
-import { confirmationsOf, initialState, meterFresh, step } from "../../../../agent/core/step.ts";
+import { confirmationsOf, initialState, meterFresh, step, unservableTermsReason } from "../../../../agent/core/step.ts";
 import type { CoreCommand, CoreConfig, CoreEvent, CoreState, SessionTerms } from "../../../../agent/core/types.ts";
 
 const config: CoreConfig = {
@@ -145,6 +145,36 @@ describe("session core: deposit gate", () => {
     expect(run.state.phase).toBe("idle");
     expect(commands[0]).toMatchObject({ type: "notify", kind: "warning" });
     expect(run.state.finishedSessionIds).toEqual(["3"]);
+  });
+
+  it("refuses a deposit with a price or a deposit of 0 as a warning, without throwing, and serves the next one", () => {
+    expect(unservableTermsReason(terms(1n, { priceWeiPerKWh: 0n }))).toBe("its price is 0 wei/kWh; expected a price above 0");
+    expect(unservableTermsReason(terms(1n, { depositWei: 0n }))).toBe("its deposit is 0 wei; expected a deposit above 0");
+    expect(unservableTermsReason(terms(1n))).toBeUndefined();
+
+    const run = new Run();
+    run.send({ type: "startup" });
+    run.send({ type: "evPresence", present: true });
+    run.sample(100_000, 0);
+    expect(run.send({ type: "depositSeen", ...terms(4n, { priceWeiPerKWh: 0n }) })).toEqual([
+      { type: "notify", kind: "warning", message: "session 4: deposit refused, its price is 0 wei/kWh; expected a price above 0; not serving it", sessionId: 4n },
+    ]);
+    expect(run.state.phase).toBe("idle");
+    expect(run.state.session).toBeUndefined();
+    // Queued behind another session, a deposit of 0 is refused when its turn comes (here: the first is reorged away).
+    run.send({ type: "depositSeen", ...terms(5n) });
+    expect(run.state.session?.sessionId).toBe(5n);
+    run.send({ type: "depositSeen", ...terms(6n, { depositWei: 0n, depositBlock: 12 }) });
+    expect(run.state.queue.map((q) => q.sessionId)).toEqual([6n]);
+    run.send({ type: "depositReorged", sessionId: 5n });
+    expect(run.state.session).toBeUndefined();
+    expect(run.state.phase).toBe("idle");
+    expect(run.commands.filter((c) => c.type === "notify" && c.kind === "warning").map((c) => (c as { message: string }).message)).toEqual([
+      "session 4: deposit refused, its price is 0 wei/kWh; expected a price above 0; not serving it",
+      "session 6: deposit refused, its deposit is 0 wei; expected a deposit above 0; not serving it",
+    ]);
+    expect(run.state.finishedSessionIds).toEqual(["4", "6"]);
+    expect(run.relayCommands().filter((c) => c.closed)).toEqual([]);
   });
 });
 
