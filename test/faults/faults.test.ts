@@ -104,8 +104,24 @@ describe(`fault injection, seed ${SEED} (FAULT_SEED to replay)`, () => {
     expect(kills.length, seeded("kill9 sessions")).toBeGreaterThanOrEqual(1);
     const restarts = world.piles.reduce((sum, pile) => sum + pile.runs.length - 1, 0);
     expect(restarts, seeded("agent restarts")).toBe(kills.length);
+    // relay-off (the unit's ExecStopPost) opens the contactor right after each kill, long before the agent is back:
+    // a relay closed at the kill is open again within a second, not after the restart (several seconds here).
+    let killsUnderLoad = 0;
+    for (const pile of world.piles) {
+      for (const down of pile.agentDown) {
+        const levelAtKill = pile.bridge.relayEdges.filter((edge) => edge.atMs <= down.fromMs).at(-1)?.closed ?? false;
+        if (!levelAtKill) continue;
+        killsUnderLoad++;
+        const opened = pile.bridge.relayEdges.find((edge) => edge.atMs > down.fromMs && !edge.closed);
+        expect(opened, seeded(`${pile.name}: relay opened after the kill at ${down.fromMs}`)).toBeDefined();
+        expect(opened!.atMs - down.fromMs, seeded(`${pile.name}: ms from the kill to relay-off`)).toBeLessThan(1_000);
+        expect(opened!.atMs, seeded(`${pile.name}: relay-off before the restarted agent's first relay write`)).toBeLessThanOrEqual(down.toMs);
+      }
+    }
+    const energizedKills = kills.filter((kill) => /in phase energized/.test(kill.fault?.evidence ?? "")).length;
+    expect(killsUnderLoad, seeded("kills with the contactor closed")).toBe(energizedKills);
     for (const kill of kills) {
-      expect(kill.fault?.evidence, seeded("kill evidence")).toMatch(/^pid \d+ killed with SIGKILL in phase \w+/);
+      expect(kill.fault?.evidence, seeded("kill evidence")).toMatch(/^pid \d+ killed with SIGKILL in phase \w+; relay line 17 \(sysfs gpio17\) driven off/);
       expect(kill.outcome, seeded(`${kill.record.label} outcome`)).toBe("settled");
       expect(kill.record.chain).toMatchObject({ status: "Settled", settledEvents: 1, chargingRecords: 1 });
     }
