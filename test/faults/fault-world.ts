@@ -28,9 +28,10 @@ import type { Deployment } from "../../agent/chain/deployment.ts";
 import { connectLedger, connectRegistry, Role, SessionStatus } from "../../agent/chain/contracts.ts";
 import { attest, registerChargePoint } from "../../agent/chain/operations.ts";
 import { cpIdOf } from "../../agent/chain/session-total.ts";
+import { parseTxKey } from "../../agent/chain/tx-sender.ts";
 import { relayOff } from "../../agent/cli/relay-off-command.ts";
 import { decodeJson } from "../../agent/journal/json.ts";
-import { readJournalStats } from "../../agent/journal/journal.ts";
+import { readJournalStats, type RetentionPolicy } from "../../agent/journal/journal.ts";
 import type { CoreConfig, Phase } from "../../agent/core/types.ts";
 import type { ChargingLedgerContract } from "../../contracts/artifacts/ChargingLedger.ts";
 import { createSimGpio } from "../../drivers/gpio/sim.ts";
@@ -73,6 +74,8 @@ export interface FaultWorldOptions {
   /** Progress and fault lines. */
   log: (message: string) => void;
   agentLogLevel?: string;
+  /** The agents' journal retention (the soak keeps few rows, so compaction shows within its run). */
+  journalRetention?: Partial<RetentionPolicy>;
 }
 
 export interface InjectedFault {
@@ -366,6 +369,7 @@ export async function startFaultWorld(options: FaultWorldOptions): Promise<Fault
             txTickIntervalMs: 250,
             logLevel: options.agentLogLevel ?? "warn",
             clockOffsetFile,
+            ...(options.journalRetention ? { journalRetention: options.journalRetention } : {}),
             ocpp: {
               config: { url: csms.url, version: "1.6", connectorId: 1, vendor: "trustpile", model: "trustpile-cp", reconnectMaxDelayS: 2 },
               chargePointId: name,
@@ -617,10 +621,25 @@ export async function startFaultWorld(options: FaultWorldOptions): Promise<Fault
       return { status: STATUS_NAMES.get(session.status) ?? "None", settledEvents: logs.length, chargingRecords, energyWh: Number(session.energyWh) };
     }
 
+    /**
+     * After a reorg deeper than the confirmations the ledger hands the id out again, and the agent settles the new
+     * deposit under `settle:<id>/r<N>` (txKey in agent/chain/tx-sender.ts): the newest generation is the session
+     * just run (a pile runs one session at a time).
+     */
+    function newestSettleKey(db: Database.Database, sessionId: bigint): string {
+      const base = `settle:${sessionId}`;
+      const keysIn = (table: string): string[] =>
+        db.prepare<[string, string], { key: string }>(`SELECT key FROM ${table} WHERE key = ? OR key LIKE ?`).all(base, `${base}/r%`).map((row) => row.key);
+      const hasTombstones = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox_tombstones'").get() !== undefined;
+      const keys = [...keysIn("outbox"), ...(hasTombstones ? keysIn("outbox_tombstones") : [])];
+      const generationOf = (key: string): number => parseTxKey(key)?.generation ?? -1;
+      return keys.sort((a, b) => generationOf(b) - generationOf(a))[0] ?? base;
+    }
+
     function journalSettle(pile: FaultPile, sessionId: bigint): JournalSettleView | undefined {
       const db = new Database(pile.journalPath, { readonly: true, fileMustExist: true });
       try {
-        const key = `settle:${sessionId}`;
+        const key = newestSettleKey(db, sessionId);
         const row = db.prepare<[string], { status: JournalSettleView["status"]; payload: string | null }>("SELECT status, payload FROM outbox WHERE key = ?").get(key);
         if (!row?.payload) {
           // Compacted (journal schema 3): only the outcome is left, no signed total to compare.

@@ -8,7 +8,8 @@
  *
  * Options: --sessions N (1000), --seed N (random, printed), --piles K (6), --out FILE, --fault-share 0..1 (0.5),
  * --speedup X (5; at most 6: the SDM630's plausibility bound is 69 kW and the EV draws 11 kW × X), --block-time S
- * (0.25), --min-wh/--max-wh (60/150), --kinds a,b,c (every kind but reorgAboveDepth).
+ * (0.25), --min-wh/--max-wh (60/150), --kinds a,b,c (every kind but reorgAboveDepth), --keep-rows N (300: completed
+ * outbox rows each pile's journal keeps; tombstones 4 × N).
  *
  * reorgAboveDepth is left out unless named: a reorg deeper than the confirmations drops the pile's own authorize
  * transaction, and the device key's next transactions wait behind that nonce for ever (see the fault suite's
@@ -36,6 +37,7 @@ interface SoakOptions {
   minWh: number;
   maxWh: number;
   kinds: FaultKind[];
+  keepRows: number;
 }
 
 function usage(message: string): never {
@@ -64,6 +66,7 @@ function parseOptions(argv: string[]): SoakOptions {
       "min-wh": { type: "string" },
       "max-wh": { type: "string" },
       kinds: { type: "string" },
+      "keep-rows": { type: "string" },
     },
     strict: true,
   });
@@ -84,6 +87,7 @@ function parseOptions(argv: string[]): SoakOptions {
     minWh,
     maxWh,
     kinds: kinds as FaultKind[],
+    keepRows: numberOption("keep-rows", values["keep-rows"], 300, integer, "an integer >= 1"),
   };
 }
 
@@ -110,6 +114,9 @@ async function main(): Promise<void> {
     speedup: options.speedup,
     blockIntervalS: options.blockTimeS,
     stopMarginWh,
+    // A pile keeps 5,000 completed outbox rows by default, more than a soak's share of sessions makes: keep fewer so
+    // the journal's compaction (rows behind tombstones, pages reused) shows within the run.
+    journalRetention: { keepCompletedRows: options.keepRows, keepTombstones: options.keepRows * 4 },
     log: (line) => print(`  ${line}`),
   });
   const plan = planSchedule(options.seed, { sessions: options.sessions, faultShare: options.faultShare, kinds: options.kinds, minTargetWh: options.minWh, maxTargetWh: options.maxWh });
