@@ -19,6 +19,15 @@
  * IMPORTANT: a nonce that was broadcast must be used, or every later transaction of the device key waits behind the
  * gap. When a row in flight turns out to be done or hopeless, its nonce is taken over by a 0-value transfer to self
  * with bumped fees (a "filler") instead of being abandoned.
+ *
+ * Transactions the node no longer knows. A transaction neither mined nor known to the node (getTransaction null:
+ * evicted from the pool, or mined and then removed by a reorg deeper than the confirmations, which may drop it for
+ * good) would hold its nonce until `resendAfterMs` ran out while every later transaction waits behind it. So a row in
+ * flight that the node does not know is re-sent at once, and a nonce of ours that was mined and is no longer (the
+ * node's count went back below it) is filled at once unless the node pools our transaction again: its row already
+ * reported its outcome, and whatever it did is now the core's to handle (the deposit it served left the chain too).
+ * The last LANDED_KEPT mined transactions are remembered for this, in memory; after a restart a nonce below the next
+ * one that is neither in flight, mined nor pooled (the node's pending count) is filled the same way.
  */
 import { Interface, Transaction, isCallException, isError, type Provider, type Signer, type TransactionReceipt } from "ethers";
 import { ChargingLedgerAbi } from "../../contracts/artifacts/ChargingLedger.ts";
@@ -166,9 +175,20 @@ export type TxItem =
   | { key: string; kind: "refundBond"; payload: RefundBondPayload }
   | { key: string; kind: "withdrawBonds"; payload: WithdrawBondsPayload };
 
-/** The idempotency key the agent uses for a session's transaction of `kind`. */
-export function txKey(kind: LedgerTxKind, sessionId: bigint): string {
-  return `${kind}:${sessionId}`;
+/**
+ * The idempotency key the agent uses for a session's transaction of `kind`: `authorize:<id>`, and
+ * `authorize:<id>/r<N>` for the N-th deposit that took the id again after reorgs removed the earlier ones (the
+ * ledger's session counter rewinds with a reorg deeper than the confirmations).
+ */
+export function txKey(kind: LedgerTxKind, sessionId: bigint, generation = 0): string {
+  return generation > 0 ? `${kind}:${sessionId}/r${generation}` : `${kind}:${sessionId}`;
+}
+
+/** The parts of a key built by `txKey`, or undefined for any other key. */
+export function parseTxKey(key: string): { kind: LedgerTxKind; sessionId: bigint; generation: number } | undefined {
+  const match = /^(authorize|settle):(\d+)(?:\/r([1-9]\d*))?$/.exec(key);
+  if (!match) return undefined;
+  return { kind: match[1] as LedgerTxKind, sessionId: BigInt(match[2]!), generation: match[3] === undefined ? 0 : Number(match[3]) };
 }
 
 /** The idempotency key of an auction call: per invitation, and per round for the calls made every round. */
@@ -255,6 +275,8 @@ const GAS_MARGIN_PERCENT = 25n;
 const FILLER_GAS = 21_000n;
 /** A row whose transactions keep reverting on chain although the dry run passes is failed after this many. */
 const MAX_ONCHAIN_REVERTS = 3;
+/** Mined nonces remembered for reorg detection: far more than any reorg we could survive takes away. */
+const LANDED_KEPT = 64;
 const STATUS_NAMES = Object.fromEntries(Object.entries(SessionStatus).map(([name, value]) => [value.toString(), name]));
 
 export function createTxSender(options: TxSenderOptions): TxSender {
@@ -277,6 +299,8 @@ export function createTxSender(options: TxSenderOptions): TxSender {
   let chainId: bigint | undefined;
   let nextNonce: number | undefined;
   const slots = new Map<number, Slot>();
+  /** Our recently mined transactions by nonce (see the file comment): a reorg may take any of them away again. */
+  const landed = new Map<number, { hashes: string[]; fees: Fees | undefined; key: string | undefined }>();
   const onchainReverts = new Map<string, number>();
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -333,6 +357,11 @@ export function createTxSender(options: TxSenderOptions): TxSender {
 
     const outcomes: TxOutcome[] = [];
     const handled = new Set<string>();
+    try {
+      await refillReorgedNonces(latestCount);
+    } catch (error) {
+      log("checking mined transactions against a reorg failed; retrying next tick", { error: errorText(error) });
+    }
     for (const slot of [...slots.values()].sort((a, b) => a.nonce - b.nonce)) {
       const key = slot.key;
       try {
@@ -365,7 +394,7 @@ export function createTxSender(options: TxSenderOptions): TxSender {
   async function advance(slot: Slot, latestCount: number): Promise<TxOutcome | undefined> {
     const receipt = await firstReceipt(slot.hashes);
     if (receipt) {
-      slots.delete(slot.nonce);
+      land(slot);
       return slot.key === undefined ? undefined : concludeReceipt(slot.key, receipt);
     }
     if (slot.nonce < latestCount) {
@@ -378,13 +407,60 @@ export function createTxSender(options: TxSenderOptions): TxSender {
       return row?.status === "pending" ? start(row) : undefined;
     }
     if (slot.sentAtMs !== 0 && now() - slot.sentAtMs < resendAfterMs) {
-      return slot.key === undefined ? undefined : pendingOf(slot.key, slot.kind as TxKind, slot.hashes.at(-1));
+      if (await knownToNode(slot.hashes)) return slot.key === undefined ? undefined : pendingOf(slot.key, slot.kind as TxKind, slot.hashes.at(-1));
+      // Evicted, or dropped by a reorg: nothing would ever mine this nonce, and every later one waits behind it.
+      log("in-flight transaction unknown to the node; re-sending at once", { key: slot.key, nonce: slot.nonce });
+      return resend(slot, { sameVersion: true });
     }
     return resend(slot);
   }
 
-  async function resend(slot: Slot): Promise<TxOutcome | undefined> {
+  /** Whether the node has any version of ours, mined or pooled. */
+  async function knownToNode(hashes: readonly string[]): Promise<boolean> {
+    for (const hash of hashes) {
+      if (await rpc("getTransaction", () => provider!.getTransaction(hash))) return true;
+    }
+    return false;
+  }
+
+  function land(slot: Slot): void {
+    slots.delete(slot.nonce);
+    landed.set(slot.nonce, { hashes: [...slot.hashes], fees: slot.fees, key: slot.key });
+    for (const nonce of [...landed.keys()].sort((a, b) => a - b).slice(0, Math.max(0, landed.size - LANDED_KEPT))) landed.delete(nonce);
+  }
+
+  /**
+   * Nonces below our next one that nothing will mine: not in flight here, not yet mined (at or above the node's
+   * count), and not pooled. A reorg deeper than the confirmations takes such a nonce from a transaction we saw mined;
+   * after a restart the node's pending count is all there is to tell. Unless the node pools that transaction again
+   * (it will be mined again), a filler takes the nonce at once, with fees raised over the lost version's so that it
+   * also replaces any copy elsewhere; every later transaction of the device key waits behind the gap otherwise.
+   */
+  async function refillReorgedNonces(latestCount: number): Promise<void> {
+    const gaps: number[] = [];
+    for (let nonce = latestCount; nonce < (nextNonce ?? latestCount); nonce++) if (!slots.has(nonce)) gaps.push(nonce);
+    if (gaps.length === 0) return;
+    // A pooled transaction we do not track (sent from the device key elsewhere) holds every nonce below this count.
+    const pendingCount = await rpc("getTransactionCount(pending)", () => provider!.getTransactionCount(address!, "pending"));
+    for (const nonce of gaps) {
+      const lost = landed.get(nonce);
+      if (lost ? await knownToNode(lost.hashes) : nonce < pendingCount) continue;
+      landed.delete(nonce);
+      log("a nonce of ours left the chain with a reorg; a transfer to self takes it over", { key: lost?.key, nonce, txHash: lost?.hashes.at(-1) });
+      const filler: Slot = { key: undefined, kind: "filler", nonce, hashes: [], to: address!, data: "0x", valueWei: 0n, gasLimit: FILLER_GAS, fees: lost?.fees, sentAtMs: 0 };
+      slots.set(nonce, filler);
+      await resend(filler);
+    }
+  }
+
+  /**
+   * `sameVersion`: the node lost the last version (not a timeout): it is broadcast again unchanged, same fees and so
+   * the same hash, unless the row has to give way to a filler. Bumping here would raise the fees on every tick that a
+   * lagging node behind a load balancer does not know the transaction yet.
+   */
+  async function resend(slot: Slot, how: { sameVersion?: boolean } = {}): Promise<TxOutcome | undefined> {
     let concluded: TxOutcome | undefined;
+    let sameVersion = how.sameVersion === true;
     if (slot.key !== undefined) {
       const row = outbox.get(slot.key);
       const verdict = row?.status === "pending" ? await preflight(row) : undefined;
@@ -392,13 +468,19 @@ export function createTxSender(options: TxSenderOptions): TxSender {
         // Our own version may have been mined a moment ago; that is "mined", not "already done".
         const receipt = await firstReceipt(slot.hashes);
         if (receipt) {
-          slots.delete(slot.nonce);
+          land(slot);
           return concludeReceipt(slot.key, receipt);
         }
         if (row && verdict && verdict.type !== "ok" && verdict.type !== "wait") concluded = conclude(row, verdict);
         log("in-flight transaction no longer needed; a transfer to self takes over its nonce", { key: slot.key, nonce: slot.nonce });
         Object.assign(slot, { key: undefined, kind: "filler", to: address, data: "0x", valueWei: 0n, gasLimit: FILLER_GAS });
+        sameVersion = false;
       }
+    }
+    if (sameVersion && slot.fees !== undefined && slot.gasLimit !== undefined) {
+      const result = await sendSlot(slot, slot.fees);
+      if (result !== "accepted") log("re-broadcast not accepted; retrying", { key: slot.key, nonce: slot.nonce, result });
+      return slot.key === undefined ? undefined : pendingOf(slot.key, slot.kind as TxKind, slot.hashes.at(-1));
     }
 
     if (slot.fees === undefined && slot.key !== undefined) {
@@ -475,7 +557,7 @@ export function createTxSender(options: TxSenderOptions): TxSender {
     if (!hash) throw new Error("signed transaction has no hash");
     // Write-ahead: a crash after the broadcast must still find this hash.
     if (slot.key !== undefined) outbox.markAttempt(slot.key, { txHash: hash, nonce: slot.nonce });
-    slot.hashes.push(hash);
+    if (!slot.hashes.includes(hash)) slot.hashes.push(hash);
     slot.fees = fees;
     slot.sentAtMs = now();
     return broadcast(signed);
@@ -558,6 +640,8 @@ export function createTxSender(options: TxSenderOptions): TxSender {
 
   /** Dry-runs the row's call on the latest state. Throws for network trouble (the row stays pending). */
   async function preflight(row: OutboxRow): Promise<Verdict> {
+    const superseded = supersededReason(row.key);
+    if (superseded !== undefined) return { type: "failed", reason: superseded };
     const call = callOf(row.kind, row.payload);
     try {
       // Auction calls depend on the block's timestamp (commit and reveal windows): they are dry-run on the block
@@ -576,6 +660,18 @@ export function createTxSender(options: TxSenderOptions): TxSender {
       }
       throw error;
     }
+  }
+
+  /**
+   * A session's row is superseded once the next generation of its id is in the outbox (see txKey): after a reorg
+   * the ledger gave the id to another deposit, so this row's call would authorize or settle someone else's session.
+   */
+  function supersededReason(key: string): string | undefined {
+    const parsed = parseTxKey(key);
+    if (!parsed) return undefined;
+    const laterKey = txKey("authorize", parsed.sessionId, parsed.generation + 1);
+    if (!outbox.get(laterKey)) return undefined;
+    return `superseded: a reorg gave session id ${parsed.sessionId} to another deposit (${laterKey})`;
   }
 
   async function estimateGas(call: { to: string; data: string; valueWei: bigint }): Promise<bigint> {

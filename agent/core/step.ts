@@ -60,6 +60,22 @@ export function newSession(terms: SessionTerms, stopMarginWh: number): Session {
   return { ...terms, budgetWh, stopAtWh: budgetWh, authorizeMined: false, evBehaviour: 0 };
 }
 
+/**
+ * How the core names one deposit of a session id in `finishedSessionIds` and the runtime in its outbox keys: the id,
+ * plus `/r<N>` for the N-th deposit that took the id again after reorgs removed the earlier ones.
+ */
+export function sessionLabel(sessionId: bigint, generation: number | undefined): string {
+  return generation ? `${sessionId}/r${generation}` : sessionId.toString();
+}
+
+/** The generation the next deposit with `sessionId` gets (see SessionTerms.generation). */
+export function generationFor(state: CoreState, sessionId: bigint): number {
+  return state.reorgedSessionGenerations?.[sessionId.toString()] ?? 0;
+}
+
+/** Bound on the remembered reorged ids: only the recent past can be reorged again or re-emitted. */
+const MAX_REORGED_IDS = 256;
+
 export function confirmationsOf(state: CoreState, session: SessionTerms): number {
   return state.headBlock >= session.depositBlock ? state.headBlock - session.depositBlock + 1 : 0;
 }
@@ -134,30 +150,46 @@ class Stepper {
     if (session) this.notify("session", `session ${session.sessionId}: ${phase}`, session.sessionId);
   }
 
-  isCurrent(sessionId: bigint): boolean {
-    return this.state.session?.sessionId === sessionId;
+  /**
+   * Whether the current session has this id, and, when `generation` is given (outcomes of our own outbox rows),
+   * belongs to that deposit of it: an outcome for an earlier deposit with the same id must not move a later one.
+   */
+  isCurrent(sessionId: bigint, generation?: number): boolean {
+    const session = this.state.session;
+    if (session?.sessionId !== sessionId) return false;
+    return generation === undefined || generation === (session.generation ?? 0);
   }
 
+  /** Whether the deposit the next `depositSeen` of `sessionId` would stand for is already served, queued or finished. */
   known(sessionId: bigint): boolean {
-    const id = sessionId.toString();
+    const generation = generationFor(this.state, sessionId);
+    const sameDeposit = (terms: SessionTerms): boolean => terms.sessionId === sessionId && (terms.generation ?? 0) === generation;
     return (
-      this.isCurrent(sessionId) ||
-      this.state.queue.some((queued) => queued.sessionId === sessionId) ||
-      this.state.finishedSessionIds.includes(id)
+      (this.state.session !== undefined && sameDeposit(this.state.session)) ||
+      this.state.queue.some(sameDeposit) ||
+      this.state.finishedSessionIds.includes(sessionLabel(sessionId, generation))
     );
+  }
+
+  authorizeCommand(session: Session): CoreCommand {
+    return { type: "sendAuthorize", sessionId: session.sessionId, ...(session.generation ? { generation: session.generation } : {}) };
+  }
+
+  settleCommand(session: Session): CoreCommand {
+    return { type: "sendSettle", total: signedTotalOf(session), ...(session.generation ? { generation: session.generation } : {}) };
   }
 
   /** Starts serving `terms`, or refuses terms it cannot serve: a price or deposit of 0, or too little beyond the stop margin. */
   begin(terms: SessionTerms): void {
     const unservable = unservableTermsReason(terms);
     if (unservable !== undefined) {
-      this.finish(terms.sessionId);
+      this.finish(terms.sessionId, terms.generation);
       this.notify("warning", `session ${terms.sessionId}: deposit refused, ${unservable}; not serving it`, terms.sessionId);
       return;
     }
     const session = newSession(terms, this.config.stopMarginWh);
     if (session.budgetWh <= 0) {
-      this.finish(terms.sessionId);
+      this.finish(terms.sessionId, terms.generation);
       this.notify(
         "warning",
         `session ${terms.sessionId}: deposit of ${terms.depositWei} wei covers ${energyCoveredWh(terms.depositWei, terms.priceWeiPerKWh)} Wh, not more than the ${this.config.stopMarginWh} Wh stop margin; not serving it (the EV may cancel after authTimeout)`,
@@ -169,8 +201,8 @@ class Stepper {
     this.setPhase("depositPending");
   }
 
-  finish(sessionId: bigint): void {
-    const id = sessionId.toString();
+  finish(sessionId: bigint, generation: number | undefined): void {
+    const id = sessionLabel(sessionId, generation);
     if (!this.state.finishedSessionIds.includes(id)) this.state.finishedSessionIds.push(id);
     // Bounded: only the recent past can be replayed or re-emitted by the chain watcher.
     if (this.state.finishedSessionIds.length > 256) this.state.finishedSessionIds.shift();
@@ -179,7 +211,7 @@ class Stepper {
   /** Ends the current session (settled or abandoned) and serves the next queued deposit, if any. */
   closeSession(): void {
     const session = this.state.session;
-    if (session) this.finish(session.sessionId);
+    if (session) this.finish(session.sessionId, session.generation);
     this.state.session = undefined;
     this.state.phase = this.state.fault === undefined ? "idle" : "faulted";
     const next = this.state.fault === undefined ? this.state.queue.shift() : undefined;
@@ -228,8 +260,8 @@ class Stepper {
         const session = state.session;
         if (session && (state.phase === "energized" || state.phase === "suspended")) this.setPhase("authorized");
         if (session && state.phase === "stopping") session.relayOpenedAtMs = state.nowMs;
-        if (session && state.phase === "authorizing") this.commands.push({ type: "sendAuthorize", sessionId: session.sessionId });
-        if (session && state.phase === "settling") this.commands.push({ type: "sendSettle", total: signedTotalOf(session) });
+        if (session && state.phase === "authorizing") this.commands.push(this.authorizeCommand(session));
+        if (session && state.phase === "settling") this.commands.push(this.settleCommand(session));
         return;
       }
       case "tick":
@@ -274,8 +306,25 @@ class Stepper {
       }
       case "depositSeen": {
         if (this.known(event.sessionId)) return;
-        const { type: _type, atMs: _atMs, controlMs: _controlMs, ...terms } = event;
-        if (!state.session && state.phase === "idle") this.begin(terms);
+        const { type: _type, atMs: _atMs, controlMs: _controlMs, generation: _generation, ...seen } = event;
+        const generation = generationFor(state, event.sessionId);
+        const terms: SessionTerms = generation ? { ...seen, generation } : seen;
+        const current = state.session;
+        if (current?.sessionId === event.sessionId) {
+          // An earlier deposit with this id was reorged away while its session was still stopping or settling.
+          if (current.depositTxHash === event.depositTxHash) {
+            // The same deposit mined again: the running session serves it; this generation must never start.
+            this.finish(event.sessionId, generation);
+            return;
+          }
+          // The id now belongs to another deposit, so the earlier one can never settle (the tx sender fails its
+          // settle as superseded): let it go and serve the new deposit.
+          this.notify("fault", `session ${sessionLabel(current.sessionId, current.generation)}: its deposit was replaced on chain by another deposit with the same id; what it delivered is not billed`, current.sessionId);
+          state.queue.unshift(terms);
+          this.closeSession();
+          return;
+        }
+        if (!current && state.phase === "idle") this.begin(terms);
         else state.queue.push(terms);
         return;
       }
@@ -283,6 +332,7 @@ class Stepper {
         state.headBlock = Math.max(state.headBlock, event.blockNumber);
         return;
       case "depositReorged": {
+        this.raiseGeneration(event.sessionId);
         state.queue = state.queue.filter((queued) => queued.sessionId !== event.sessionId);
         if (!this.isCurrent(event.sessionId)) return;
         if (state.phase === "energized" || state.phase === "suspended") {
@@ -300,19 +350,19 @@ class Stepper {
       }
       case "authorizeMined": {
         const session = state.session;
-        if (!session || !this.isCurrent(event.sessionId)) return;
+        if (!session || !this.isCurrent(event.sessionId, event.generation)) return;
         session.authorizeMined = true;
         if (state.phase === "authorizing") this.setPhase("authorized");
         return;
       }
       case "authorizeFailed":
-        if (this.isCurrent(event.sessionId) && !state.session?.authorizeMined) this.abandon(`authorize failed: ${event.reason}`);
+        if (this.isCurrent(event.sessionId, event.generation) && !state.session?.authorizeMined) this.abandon(`authorize failed: ${event.reason}`);
         return;
       case "settleMined":
-        if (this.isCurrent(event.sessionId) && state.phase === "settling") this.settled(event.sessionId, event.txHash);
+        if (this.isCurrent(event.sessionId, event.generation) && state.phase === "settling") this.settled(event.sessionId, event.txHash);
         return;
       case "settleFailed":
-        if (this.isCurrent(event.sessionId) && state.phase === "settling") {
+        if (this.isCurrent(event.sessionId, event.generation) && state.phase === "settling") {
           this.notify("fault", `session ${event.sessionId}: settlement failed for good: ${event.reason}`, event.sessionId);
           this.closeSession();
         }
@@ -320,7 +370,7 @@ class Stepper {
       case "sessionClosedOnChain": {
         state.queue = state.queue.filter((queued) => queued.sessionId !== event.sessionId);
         if (!this.isCurrent(event.sessionId)) {
-          this.finish(event.sessionId);
+          this.finish(event.sessionId, generationFor(state, event.sessionId));
           return;
         }
         // The ledger's SessionSettled log often arrives before our own receipt: the same outcome, the same record.
@@ -355,6 +405,24 @@ class Stepper {
         state.shuttingDown = true;
         return;
     }
+  }
+
+  /**
+   * A deposit with `sessionId` left the canonical chain: the ledger's counter went back with it, so the next deposit
+   * with this id is another deposit and gets the next generation. Idempotent: the same reorg reported twice, or a
+   * deposit this pile never saw, raises nothing more.
+   */
+  raiseGeneration(sessionId: bigint): void {
+    const state = this.state;
+    const next = generationFor(state, sessionId);
+    const removed = [state.session, ...state.queue].find((terms) => terms?.sessionId === sessionId);
+    const removedGeneration = removed ? (removed.generation ?? 0) : state.finishedSessionIds.includes(sessionLabel(sessionId, next)) ? next : undefined;
+    if (removedGeneration === undefined || removedGeneration + 1 <= next) return;
+    const generations = { ...state.reorgedSessionGenerations, [sessionId.toString()]: removedGeneration + 1 };
+    const ids = Object.keys(generations);
+    // Integer-like keys iterate in ascending order: the oldest session ids go first.
+    for (const id of ids.slice(0, Math.max(0, ids.length - MAX_REORGED_IDS))) delete generations[id];
+    state.reorgedSessionGenerations = generations;
   }
 
   /** Wall time of the latest event (control time for a snapshot written before wall time was tracked). */
@@ -394,7 +462,7 @@ class Stepper {
           // authTimeout instead of being locked into a pile that will not charge.
           if (confirmationsOf(state, session) >= config.confirmations && state.inoperative !== true) {
             this.setPhase("authorizing");
-            this.commands.push({ type: "sendAuthorize", sessionId: session.sessionId });
+            this.commands.push(this.authorizeCommand(session));
           }
           break;
         case "authorized":
@@ -495,7 +563,7 @@ class Stepper {
     // stop precede the start (the ledger reverts StopBeforeStart).
     session.stoppedAtMs = Math.max(this.wallNowMs(), session.startedAtMs);
     this.setPhase("settling");
-    this.commands.push({ type: "sendSettle", total: signedTotalOf(session) });
+    this.commands.push(this.settleCommand(session));
   }
 
   interlock(): void {

@@ -42,6 +42,13 @@ export interface SessionTerms {
   depositBlock: number;
   depositBlockHash: string;
   depositTxHash: string;
+  /**
+   * Set by the core, never by the chain watcher: how many reorgs (deeper than the confirmations) removed an earlier
+   * deposit with this session id before this one was seen. The ledger's counter rewinds with such a reorg, so the
+   * next deposit gets the same id although it is another deposit: its outbox keys carry the generation
+   * (`authorize:<id>/r<N>`). Absent for 0, so journals and snapshots written before it existed read unchanged.
+   */
+  generation?: number;
 }
 
 export interface Session extends SessionTerms {
@@ -119,8 +126,16 @@ export interface CoreState {
   inoperative?: boolean;
   /** After a shutdown event the relay never closes again in this process. */
   shuttingDown: boolean;
-  /** Sessions already settled or abandoned here, so a replayed or re-emitted deposit is never served twice. */
+  /**
+   * Sessions already settled or abandoned here, so a replayed or re-emitted deposit is never served twice; labelled
+   * by `sessionLabel` (the id, plus `/r<N>` for a later generation of it).
+   */
   finishedSessionIds: string[];
+  /**
+   * Session id → the generation its next deposit gets (see SessionTerms.generation): raised when a deposit with
+   * the id left the canonical chain. Optional so snapshots written before it existed still load.
+   */
+  reorgedSessionGenerations?: Record<string, number>;
 }
 
 /** Every event's two timestamps (see the file comment). */
@@ -141,10 +156,15 @@ export type CoreEvent = EventTimes & (
   | ({ type: "depositSeen"; atMs: number } & SessionTerms)
   | { type: "chainHead"; atMs: number; blockNumber: number }
   | { type: "depositReorged"; atMs: number; sessionId: bigint }
-  | { type: "authorizeMined"; atMs: number; sessionId: bigint; txHash: string }
-  | { type: "authorizeFailed"; atMs: number; sessionId: bigint; reason: string }
-  | { type: "settleMined"; atMs: number; sessionId: bigint; txHash: string }
-  | { type: "settleFailed"; atMs: number; sessionId: bigint; reason: string }
+  /**
+   * The four outcomes of the pile's own transactions carry the generation of the outbox row they answer, so an
+   * outcome for an earlier deposit with the same id never moves the current one. Absent: from the ledger's own
+   * logs (they describe the canonical chain, hence the current deposit), or journaled before generations existed.
+   */
+  | { type: "authorizeMined"; atMs: number; sessionId: bigint; txHash: string; generation?: number }
+  | { type: "authorizeFailed"; atMs: number; sessionId: bigint; reason: string; generation?: number }
+  | { type: "settleMined"; atMs: number; sessionId: bigint; txHash: string; generation?: number }
+  | { type: "settleFailed"; atMs: number; sessionId: bigint; reason: string; generation?: number }
   | { type: "sessionClosedOnChain"; atMs: number; sessionId: bigint; how: "cancelled" | "expired" | "settled"; txHash?: string }
   | { type: "remoteStop"; atMs: number; sessionId?: bigint }
   | { type: "clearFault"; atMs: number }
@@ -164,8 +184,9 @@ export interface SignedTotalRequest {
 
 export type CoreCommand =
   | { type: "setRelay"; closed: boolean; reason: string }
-  | { type: "sendAuthorize"; sessionId: bigint }
-  | { type: "sendSettle"; total: SignedTotalRequest }
+  /** `generation`: of the session's deposit (SessionTerms.generation), absent for 0; part of the outbox key. */
+  | { type: "sendAuthorize"; sessionId: bigint; generation?: number }
+  | { type: "sendSettle"; total: SignedTotalRequest; generation?: number }
   | { type: "notify"; kind: "session" | "fault" | "warning"; message: string; sessionId?: bigint };
 
 export interface StepResult {

@@ -49,6 +49,8 @@ export interface OcppModelState {
   /** The transaction this model has started and not yet stopped. */
   transaction?: {
     sessionId: string;
+    /** The session's deposit generation (core SessionTerms.generation; absent for 0): a deep reorg reuses ids. */
+    generation?: number;
     lastEnergyWh: number;
     lastPeriodicAtMs: number;
     stopReasonOverride?: TransactionStopReason;
@@ -203,7 +205,10 @@ export function observeCore(
   const running = runningTransaction(core);
   const session = core.session;
   const current = state.transaction;
-  if (current && session?.sessionId.toString() === current.sessionId && session.meterLastWh !== undefined) {
+  // A deposit that took the id of one a deep reorg removed is another session: same id, later generation.
+  const isCurrentTransaction = (candidate: typeof session): candidate is NonNullable<typeof session> =>
+    candidate !== undefined && current !== undefined && candidate.sessionId.toString() === current.sessionId && (candidate.generation ?? 0) === (current.generation ?? 0);
+  if (current && isCurrentTransaction(session) && session.meterLastWh !== undefined) {
     current.lastEnergyWh = Math.max(current.lastEnergyWh, session.meterLastWh);
   }
   // The stop register is final once the core has taken its stop reading (phase settling).
@@ -225,7 +230,7 @@ export function observeCore(
 
   let stoppedNow: string | undefined;
   if (current) {
-    const sameSession = session?.sessionId.toString() === current.sessionId;
+    const sameSession = isCurrentTransaction(session);
     if (!sameSession) {
       // Dropped without settling (closed on chain, reorged): the last register seen ends it.
       stopTransaction(current.sessionId, current.lastEnergyWh, inputs.stopReasonOverride ?? current.stopReasonOverride ?? "Other", atMs);
@@ -248,6 +253,7 @@ export function observeCore(
     });
     state.transaction = {
       sessionId: running.sessionId.toString(),
+      ...(session?.generation ? { generation: session.generation } : {}),
       lastEnergyWh: session?.meterLastWh ?? running.meterStartWh,
       lastPeriodicAtMs: running.startedAtMs,
       ...(inputs.stopReasonOverride !== undefined ? { stopReasonOverride: inputs.stopReasonOverride } : {}),

@@ -18,7 +18,7 @@ import type { Journal, RetentionPolicy } from "../journal/journal.ts";
 import { createRelayDriver, type RelayDriver } from "../relay/relay-driver.ts";
 import type { Deployment } from "../chain/deployment.ts";
 import { createDepositWatcher, type ChainEvent } from "../chain/deposit-watcher.ts";
-import { createTxSender, txKey, type SettlePayload, type TxOutcome } from "../chain/tx-sender.ts";
+import { createTxSender, parseTxKey, txKey, type SettlePayload, type TxOutcome } from "../chain/tx-sender.ts";
 import { ledgerDomain, signSessionTotal } from "../chain/session-total.ts";
 import type { Logger } from "../logging.ts";
 import { describeError } from "../errors.ts";
@@ -193,11 +193,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         }
         return;
       case "sendAuthorize":
-        sender.submit({ key: txKey("authorize", command.sessionId), kind: "authorize", payload: { sessionId: command.sessionId } });
+        sender.submit({ key: txKey("authorize", command.sessionId, command.generation), kind: "authorize", payload: { sessionId: command.sessionId } });
         return;
       case "sendSettle": {
         const payload = await settlePayload(command.total);
-        sender.submit({ key: txKey("settle", command.total.sessionId), kind: "settle", payload });
+        sender.submit({ key: txKey("settle", command.total.sessionId, command.generation), kind: "settle", payload });
         log.info({ sessionId: command.total.sessionId.toString(), energyWh: command.total.meterStopWh - command.total.meterStartWh }, "settle queued");
         return;
       }
@@ -307,14 +307,17 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   function outcomeEvent(outcome: TxOutcome): CoreEvent | undefined {
     const atMs = clock();
-    const sessionId = BigInt(outcome.key.split(":")[1] ?? "0");
+    const parsed = parseTxKey(outcome.key);
+    if (!parsed) return undefined;
+    // The generation tells the core which deposit with this id the outcome answers (see txKey).
+    const { sessionId, generation } = parsed;
     const done = outcome.status === "mined" || outcome.status === "alreadyDone";
     if (outcome.kind === "authorize") {
-      if (done) return { type: "authorizeMined", atMs, sessionId, txHash: outcome.txHash ?? "" };
-      if (outcome.status === "failed") return { type: "authorizeFailed", atMs, sessionId, reason: outcome.error ?? "failed" };
+      if (done) return { type: "authorizeMined", atMs, sessionId, txHash: outcome.txHash ?? "", generation };
+      if (outcome.status === "failed") return { type: "authorizeFailed", atMs, sessionId, reason: outcome.error ?? "failed", generation };
     } else if (outcome.kind === "settle") {
-      if (done) return { type: "settleMined", atMs, sessionId, txHash: outcome.txHash ?? "" };
-      if (outcome.status === "failed") return { type: "settleFailed", atMs, sessionId, reason: outcome.error ?? "failed" };
+      if (done) return { type: "settleMined", atMs, sessionId, txHash: outcome.txHash ?? "", generation };
+      if (outcome.status === "failed") return { type: "settleFailed", atMs, sessionId, reason: outcome.error ?? "failed", generation };
     }
     return undefined;
   }

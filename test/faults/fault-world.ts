@@ -20,7 +20,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { NonceManager, Wallet, toBeHex, type HDNodeWallet, type JsonRpcProvider } from "ethers";
+import { NonceManager, Wallet, toBeHex, type HDNodeWallet, type JsonRpcProvider, type TransactionReceipt } from "ethers";
 import { connectProvider } from "../../agent/chain/provider.ts";
 import { devAccount } from "../../agent/chain/dev-accounts.ts";
 import { deployContracts } from "../../agent/chain/deploy.ts";
@@ -431,7 +431,9 @@ export async function startFaultWorld(options: FaultWorldOptions): Promise<Fault
                 if (head - session.depositBlock + 1 >= options.confirmations) session.confirmedSeenAtMs = Date.now();
               }
             } else if (session.authorizedSeenAtMs === undefined) {
-              const status = (await ledger.session(session.sessionId)).status;
+              // A deep reorg takes the id away (UnknownSession) until another deposit gets it: that must not stop
+              // the rounds for the other sessions.
+              const status = await ledger.session(session.sessionId).then((view) => view.status, () => undefined);
               if (status === SessionStatus.Authorized || status === SessionStatus.Settled) session.authorizedSeenAtMs = Date.now();
             }
           }
@@ -721,20 +723,20 @@ export async function startFaultWorld(options: FaultWorldOptions): Promise<Fault
 
       // Below the confirmation depth: the deposit must still be unconfirmed when the reorg strikes, so it is mined
       // alone in a block of its own and no further block comes until the reorg.
-      let depositTxHash: string;
-      let sessionId: bigint;
+      /** The session a mined deposit opened, tracked from here on by the chain observer. */
+      const trackDeposit = (receipt: TransactionReceipt | null): TrackedSession => {
+        if (!receipt) throw new Error(`${label}: deposit not mined`);
+        const tracked: TrackedSession = { sessionId: sessionIdOf(receipt.logs), depositTxHash: receipt.hash, depositBlock: receipt.blockNumber };
+        observed.add(tracked);
+        return tracked;
+      };
       if (fault?.kind === "reorgBelowDepth") {
         await pauseMining();
         try {
           const tx = await evLedger.openSession(pile.cpId, maxEnergyWh, { value: depositWei });
           await send(provider, "evm_mine");
-          const receipt = await tx.wait();
-          if (!receipt) throw new Error(`${label}: deposit not mined`);
-          depositTxHash = receipt.hash;
-          sessionId = sessionIdOf(receipt.logs);
-          const tracked: TrackedSession = { sessionId, depositTxHash };
-          tracked.depositBlock = receipt.blockNumber;
-          observed.add(tracked);
+          const tracked = trackDeposit(await tx.wait());
+          const { sessionId, depositTxHash } = tracked;
           await waitForDepositPending(pile, sessionId, sinceRun);
           const injectedFault = await inject(pile, fault, tracked, label, sinceRun);
           injected.push(injectedFault);
@@ -745,13 +747,8 @@ export async function startFaultWorld(options: FaultWorldOptions): Promise<Fault
         }
       }
       const tx = await evLedger.openSession(pile.cpId, maxEnergyWh, { value: depositWei });
-      const receipt = await tx.wait();
-      if (!receipt) throw new Error(`${label}: deposit not mined`);
-      depositTxHash = receipt.hash;
-      sessionId = sessionIdOf(receipt.logs);
-      const tracked: TrackedSession = { sessionId, depositTxHash };
-      tracked.depositBlock = receipt.blockNumber;
-      observed.add(tracked);
+      const tracked = trackDeposit(await tx.wait());
+      const { sessionId, depositTxHash } = tracked;
 
       let endedFlag = false;
       let injectedFault: InjectedFault | undefined;
@@ -826,7 +823,9 @@ export async function startFaultWorld(options: FaultWorldOptions): Promise<Fault
               outcome = linesOf(pile, args.sinceRun).some((line) => line.relay === true && line.receivedAtMs >= args.windowStartMs) ? "lostToDeepReorg" : "reorgedAway";
               return true;
             }
-            const status = (await ledger.session(args.sessionId)).status;
+            // The receipt may be from just before a deep reorg that takes the id away (UnknownSession): look again.
+            const status = await ledger.session(args.sessionId).then((view) => view.status, () => undefined);
+            if (status === undefined) return false;
             if (status !== SessionStatus.Settled && status !== SessionStatus.Cancelled && status !== SessionStatus.Expired) return false;
             if (!everSeen() || !agentDone()) return false;
             outcome = "settled";

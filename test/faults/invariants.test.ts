@@ -198,3 +198,18 @@ describe("fault-suite invariant checker", () => {
     expect(slice.meter.at(-1)!.atMs).toBe(T0 + 14_000);
   });
 });
+
+describe("slicing a pile's record to a window in which no energy flowed", () => {
+  // Found in the 1,000-session soak (seed 7): sessions whose deposit a reorg removed showed 450–660 Wh "delivered"
+  // in a few seconds, because the meter recorder had no point after the window's start and the slice began at the
+  // first point of the whole run.
+  it("keeps the last point before the window, so the window's delta is 0 Wh", () => {
+    const meter: PileRecord["meter"] = [
+      { atMs: T0, physicalWh: 0, registerWh: 0 },
+      { atMs: T0 + 1_000, physicalWh: 400, registerWh: 400 },
+      { atMs: T0 + 2_000, physicalWh: 560, registerWh: 560 },
+    ];
+    const slice = slicePileRecord({ name: "cp", relayEdges: [], meter, rss: [] }, T0 + 5_000, T0 + 9_000);
+    expect(slice.meter).toEqual([{ atMs: T0 + 2_000, physicalWh: 560, registerWh: 560 }]);
+  });
+});

@@ -18,7 +18,10 @@ export function relayLevelAt(edges: readonly RelayEdge[], atMs: number): boolean
 export function slicePileRecord(pile: PileRecord, fromMs: number, toMs: number): PileRecord {
   const startLevel: RelayEdge = { atMs: fromMs, closed: relayLevelAt(pile.relayEdges, fromMs) };
   const edges = pile.relayEdges.filter((edge) => edge.atMs > fromMs && edge.atMs <= toMs);
-  const firstMeter = Math.max(0, pile.meter.findIndex((point) => point.atMs > fromMs) - 1);
+  // The meter recorder adds a point only when energy moves: a window in which none flowed may have no point after
+  // `fromMs`, and then the last point before it is the one that covers the window.
+  const firstAfter = pile.meter.findIndex((point) => point.atMs > fromMs);
+  const firstMeter = firstAfter === -1 ? Math.max(0, pile.meter.length - 1) : Math.max(0, firstAfter - 1);
   const lastMeter = pile.meter.findIndex((point) => point.atMs > toMs);
   return {
     name: pile.name,

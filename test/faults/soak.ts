@@ -8,12 +8,13 @@
  *
  * Options: --sessions N (1000), --seed N (random, printed), --piles K (6), --out FILE, --fault-share 0..1 (0.5),
  * --speedup X (5; at most 6: the SDM630's plausibility bound is 69 kW and the EV draws 11 kW × X), --block-time S
- * (0.25), --min-wh/--max-wh (60/150), --kinds a,b,c (every kind but reorgAboveDepth), --keep-rows N (300: completed
+ * (0.25), --min-wh/--max-wh (60/150), --kinds a,b,c (every kind), --keep-rows N (300: completed
  * outbox rows each pile's journal keeps; tombstones 4 × N).
  *
- * reorgAboveDepth is left out unless named: a reorg deeper than the confirmations drops the pile's own authorize
- * transaction, and the device key's next transactions wait behind that nonce for ever (see the fault suite's
- * report), so every later session of that pile would time out.
+ * reorgAboveDepth is among them since the agent survives it (issue 11): a reorg deeper than the confirmations drops
+ * the deposit and the pile's own authorize for good (anvil_reorg), the ledger hands the session id out again, and the
+ * pile serves the next deposit as a new session (outbox keys `authorize:<id>/r<N>`) while the tx sender fills the
+ * nonce the lost authorize left at once; later sessions of the pile settle.
  * Exit code 0 when every invariant held, 1 otherwise (or when a session never ended), 2 on bad arguments.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -22,7 +23,7 @@ import { parseArgs } from "node:util";
 import { startDevChain } from "../../agent/chain/dev-chain.ts";
 import { freePort } from "../../agent/net.ts";
 import { startFaultWorld, type FaultPile, type JournalStats, type SessionOutcome } from "./fault-world.ts";
-import { checkInvariants, describeViolations, type Violation } from "./invariants.ts";
+import { checkInvariants, describeViolations, physicalWhAt, type Violation } from "./invariants.ts";
 import { FAULT_KINDS, planSchedule, type FaultKind, type PlannedSession } from "./schedule.ts";
 import { slicePileRecord } from "./slice.ts";
 
@@ -71,7 +72,7 @@ function parseOptions(argv: string[]): SoakOptions {
     strict: true,
   });
   const integer = (value: number): boolean => Number.isInteger(value) && value >= 1;
-  const kinds = values.kinds === undefined ? FAULT_KINDS.filter((kind) => kind !== "reorgAboveDepth") : values.kinds.split(",").map((kind) => kind.trim());
+  const kinds = values.kinds === undefined ? [...FAULT_KINDS] : values.kinds.split(",").map((kind) => kind.trim());
   for (const kind of kinds) if (!(FAULT_KINDS as readonly string[]).includes(kind)) usage(`--kinds: unknown fault kind "${kind}"; known: ${FAULT_KINDS.join(", ")}`);
   const minWh = numberOption("min-wh", values["min-wh"], 60, integer, "an integer >= 1");
   const maxWh = numberOption("max-wh", values["max-wh"], 150, (value) => integer(value) && value >= minWh, `an integer >= --min-wh (${minWh})`);
@@ -172,8 +173,8 @@ async function main(): Promise<void> {
           }
         }
         settledWh += result.record.chain?.status === "Settled" ? result.record.chain.energyWh : 0;
-        const sessionWh = slicePileRecord(record, result.record.windowStartMs, result.record.windowEndMs).meter;
-        const wh = (sessionWh.at(-1)?.physicalWh ?? 0) - (sessionWh[0]?.physicalWh ?? 0);
+        const sessionMeter = slicePileRecord(record, result.record.windowStartMs, result.record.windowEndMs).meter;
+        const wh = physicalWhAt(sessionMeter, result.record.windowEndMs) - physicalWhAt(sessionMeter, result.record.windowStartMs);
         deliveredWh += wh;
         done++;
         print(

@@ -7,6 +7,7 @@ import { signSessionTotal } from "../../../agent/chain/session-total.ts";
 import {
   createMemoryOutbox,
   createTxSender,
+  parseTxKey,
   txKey,
   type OutboxStore,
   type TxItem,
@@ -353,6 +354,135 @@ describe("tx sender", () => {
     });
     expect(outcomes.get(txKey("authorize", sessionId))?.status).toBe("mined");
     expect(outbox.get("mqtt:1")).toMatchObject({ status: "pending", attempts: 0 });
+  });
+
+  // Deep reorg (issue 11, fault campaign seed 1): anvil_reorg drops the removed transactions for good, as a reorg
+  // beyond the confirmations may. The device key's count goes back below a nonce the sender had seen mined.
+  it("fills the nonce of a mined authorize that a reorg took away at once, so the next authorize is mined", async () => {
+    const c = await cast();
+    const provider = c.fixture.provider;
+    const first = await open(c);
+    const outbox = createMemoryOutbox();
+    const nowMs = 1_000_000; // never advances: nothing here may wait for resendAfterMs
+    const s = sender(c, outbox, { resendAfterMs: 120_000, now: () => nowMs });
+    const nonceBefore = await nonceOf(c, c.device);
+    s.submit(authorizeItem(first));
+    const authorized = await tickUntilDone(s, txKey("authorize", first));
+    expect(authorized).toMatchObject({ status: "mined" });
+
+    const head = await provider.getBlockNumber();
+    await rpc(provider, "anvil_reorg", [head - authorized.blockNumber! + 1, []]);
+    expect(await provider.getTransaction(authorized.txHash!)).toBeNull();
+    expect(await nonceOf(c, c.device)).toBe(nonceBefore); // the gap
+    expect(await statusOf(c, first)).toBe(SessionStatus.Opened);
+
+    const second = await open(c);
+    s.submit(authorizeItem(second));
+    const outcome = (await tickUntilDoneAll(s, [txKey("authorize", second)], 5)).get(txKey("authorize", second))!;
+    expect(outcome).toMatchObject({ kind: "authorize", status: "mined" });
+    expect((await provider.getTransaction(outcome.txHash!))?.nonce).toBe(nonceBefore + 1);
+    expect(await statusOf(c, second)).toBe(SessionStatus.Authorized);
+    expect(await statusOf(c, first)).toBe(SessionStatus.Opened);
+    expect(await nonceOf(c, c.device)).toBe(nonceBefore + 2);
+    // The lost nonce went to a transfer to self, not to the dropped authorize again.
+    const block = await provider.getBlock(outcome.blockNumber!, true);
+    const fillers = block?.prefetchedTransactions.filter((tx) => tx.from === c.device.address && tx.nonce === nonceBefore) ?? [];
+    const fillerBlock = fillers.length > 0 ? block : await provider.getBlock(outcome.blockNumber! - 1, true);
+    expect(fillerBlock?.prefetchedTransactions.find((tx) => tx.from === c.device.address && tx.nonce === nonceBefore)).toMatchObject({
+      to: c.device.address,
+      value: 0n,
+      data: "0x",
+    });
+    expect(outbox.get(txKey("authorize", first))).toMatchObject({ status: "done", nonce: nonceBefore, txHash: authorized.txHash });
+  });
+
+  it("after a restart, fills a nonce gap below a restored in-flight transaction, which is then mined", async () => {
+    const c = await cast();
+    const provider = c.fixture.provider;
+    const first = await open(c);
+    const outbox = createMemoryOutbox();
+    const nowMs = 1_000_000;
+    const beforeRestart = sender(c, outbox, { resendAfterMs: 120_000, now: () => nowMs });
+    const nonceBefore = await nonceOf(c, c.device);
+    beforeRestart.submit(authorizeItem(first));
+    const authorized = await tickUntilDone(beforeRestart, txKey("authorize", first));
+    await rpc(provider, "anvil_reorg", [(await provider.getBlockNumber()) - authorized.blockNumber! + 1, []]);
+    expect(await nonceOf(c, c.device)).toBe(nonceBefore);
+
+    // The dead process had sent the next authorize behind the gap (write-ahead row, pooled as a future nonce).
+    const second = await open(c);
+    const key = txKey("authorize", second);
+    const queued = await c.fixture.ledger(c.device).authorize.populateTransaction(second);
+    const behindGap = await c.device.sendTransaction({ ...queued, nonce: nonceBefore + 1, gasLimit: 200_000n });
+    outbox.enqueue(authorizeItem(second));
+    outbox.markAttempt(key, { txHash: behindGap.hash, nonce: nonceBefore + 1 });
+    expect(await provider.getTransactionCount(c.device.address, "pending")).toBe(nonceBefore);
+
+    const afterRestart = sender(c, outbox, { resendAfterMs: 120_000, now: () => nowMs });
+    const outcome = (await tickUntilDoneAll(afterRestart, [key], 5)).get(key)!;
+    expect(outcome).toMatchObject({ kind: "authorize", status: "mined", txHash: behindGap.hash });
+    expect(await nonceOf(c, c.device)).toBe(nonceBefore + 2);
+    expect(await statusOf(c, second)).toBe(SessionStatus.Authorized);
+  });
+
+  it("re-broadcasts at once, unchanged, an in-flight transaction the node has dropped from its pool", async () => {
+    const c = await cast();
+    const provider = c.fixture.provider;
+    const sessionId = await open(c);
+    const outbox = createMemoryOutbox();
+    const nowMs = 1_000_000;
+    const s = sender(c, outbox, { resendAfterMs: 120_000, now: () => nowMs });
+    const key = txKey("authorize", sessionId);
+    const nonceBefore = await nonceOf(c, c.device);
+    s.submit(authorizeItem(sessionId));
+    await rpc(provider, "evm_setAutomine", [false]);
+    try {
+      const [sent] = await s.tick();
+      expect(sent).toMatchObject({ key, status: "pending" });
+      await rpc(provider, "anvil_dropTransaction", [sent!.txHash]);
+      expect(await provider.getTransaction(sent!.txHash!)).toBeNull();
+
+      // The very same version again (same fees, same hash): no fee bump for a transaction the node merely lost.
+      expect(await s.tick()).toEqual([{ key, kind: "authorize", status: "pending", txHash: sent!.txHash }]);
+      expect((await provider.getTransaction(sent!.txHash!))?.nonce).toBe(nonceBefore);
+      expect(outbox.get(key)).toMatchObject({ attempts: 2, nonce: nonceBefore, txHash: sent!.txHash });
+      await rpc(provider, "evm_mine");
+    } finally {
+      await rpc(provider, "evm_setAutomine", [true]);
+    }
+    expect(await tickUntilDone(s, key)).toMatchObject({ status: "mined" });
+    expect(await nonceOf(c, c.device)).toBe(nonceBefore + 1);
+    expect(await statusOf(c, sessionId)).toBe(SessionStatus.Authorized);
+  });
+
+  it("fails a session's rows once a later generation of its id is queued: the id belongs to another deposit", async () => {
+    const c = await cast();
+    const sessionId = await open(c);
+    const outbox = createMemoryOutbox();
+    const s = sender(c, outbox);
+    const nonceBefore = await nonceOf(c, c.device);
+    const stale = await settleItem(c, sessionId);
+    s.submit(stale);
+    s.submit({ key: txKey("authorize", sessionId, 1), kind: "authorize", payload: { sessionId } });
+    const outcomes = await tickUntilDoneAll(s, [stale.key, txKey("authorize", sessionId, 1)]);
+    expect(outcomes.get(stale.key)).toEqual({
+      key: `settle:${sessionId}`,
+      kind: "settle",
+      status: "failed",
+      error: `superseded: a reorg gave session id ${sessionId} to another deposit (authorize:${sessionId}/r1)`,
+    });
+    expect(outcomes.get(`authorize:${sessionId}/r1`)).toMatchObject({ kind: "authorize", status: "mined" });
+    expect(await statusOf(c, sessionId)).toBe(SessionStatus.Authorized);
+    expect(await nonceOf(c, c.device)).toBe(nonceBefore + 1);
+  });
+
+  it("builds and parses generation keys", () => {
+    expect(txKey("authorize", 12n)).toBe("authorize:12");
+    expect(txKey("settle", 12n, 0)).toBe("settle:12");
+    expect(txKey("settle", 12n, 3)).toBe("settle:12/r3");
+    expect(parseTxKey("settle:12/r3")).toEqual({ kind: "settle", sessionId: 12n, generation: 3 });
+    expect(parseTxKey("authorize:12")).toEqual({ kind: "authorize", sessionId: 12n, generation: 0 });
+    for (const other of ["authorize:12/r0", "settle:x", "commitBid:1", "authorize:12/r", "mqtt:1"]) expect(parseTxKey(other)).toBeUndefined();
   });
 
   it("refuses a fee bump below the 10 % geth requires", () => {

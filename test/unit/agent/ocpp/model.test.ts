@@ -201,6 +201,26 @@ describe("observeCore: one session", () => {
     ]);
     expect(fresh.intents.find((intent) => intent.type === "transactionStopped")).toMatchObject({ meterStopWh: 5_031, reason: "Remote" });
   });
+
+  it("stops a reorged session's transaction before the deposit that took its id (generation 1) starts its own", () => {
+    const h = new Harness();
+    authorized(h);
+    h.after(1000).sample(5_030, 7_000);
+    h.send({ type: "depositReorged", sessionId: 7n });
+    // Still stopping (no stop reading yet) when a different deposit gets id 7 from the rewound ledger counter.
+    h.send({ type: "depositSeen", ...terms(7n, { depositBlock: 20, depositBlockHash: "0xcc", depositTxHash: "0xdd" }) });
+    expect(h.state.session).toMatchObject({ sessionId: 7n, generation: 1 });
+    h.send({ type: "chainHead", blockNumber: 21 });
+    h.send({ type: "authorizeMined", sessionId: 7n, txHash: "0xa2", generation: 1 });
+    h.after(1000).sample(5_040, 7_000);
+    const transactions = h.intents.filter((intent) => intent.type === "transactionStarted" || intent.type === "transactionStopped");
+    expect(transactions.map((intent) => [intent.type, intent.type === "transactionStarted" ? intent.meterStartWh : intent.meterStopWh])).toEqual([
+      ["transactionStarted", 5_000],
+      ["transactionStopped", 5_030],
+      ["transactionStarted", 5_030],
+    ]);
+    expect(h.model.transaction).toMatchObject({ sessionId: "7", generation: 1 });
+  });
 });
 
 describe("observeReading: meter values", () => {
