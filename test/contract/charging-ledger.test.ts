@@ -14,6 +14,7 @@ import {
 } from "../helpers/chain.ts";
 import {
   accountOf,
+  accountsNamed,
   costOf,
   domainOf,
   eventArgs,
@@ -46,13 +47,7 @@ const CP = "CP-LEDGER-1";
 /** Fresh contracts, one attested EV, one attested owner whose CP `CP` signs with a separate device key. */
 async function castWith(pricePerKWh: bigint = PRICE_WEI_PER_KWH): Promise<Cast> {
   const fixture = await deployLedgerFixture();
-  const cast = {
-    fixture,
-    ev: accountOf(fixture, 1),
-    owner: accountOf(fixture, 2),
-    signer: accountOf(fixture, 3),
-    stranger: accountOf(fixture, 4),
-  };
+  const cast = { fixture, ...accountsNamed(fixture, ["ev", "owner", "signer", "stranger"]) };
   await fixture.attestEv(cast.ev);
   await fixture.attestOwner(cast.owner);
   await fixture.registerCp(cast.owner, { chargePointId: CP, signer: cast.signer.address, pricePerKWh });

@@ -14,15 +14,14 @@
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { JsonRpcProvider, Network, getAddress, id, toQuantity } from "ethers";
+import { getAddress, id, toQuantity, type HDNodeWallet, type JsonRpcProvider } from "ethers";
 import { describe, expect, it } from "vitest";
-import { createDepositWatcher, createMemoryCursorStore, type ChainEvent } from "../../agent/chain/deposit-watcher.ts";
-import { DEV_CHAIN_ID } from "../../agent/chain/dev-chain.ts";
+import { createDepositWatcher, createMemoryCursorStore, type ChainEvent, type DepositWatcher } from "../../agent/chain/deposit-watcher.ts";
 import { cpIdOf } from "../../agent/chain/session-total.ts";
 import { initialState, step } from "../../agent/core/step.ts";
 import type { CoreConfig, CoreEvent, CoreState, SessionTerms } from "../../agent/core/types.ts";
-import { deployLedgerFixture, PRICE_WEI_PER_KWH, testChainUrl } from "../helpers/chain.ts";
-import { accountOf, openSessionAt } from "../helpers/ledger-helpers.ts";
+import { deployLedgerFixture, PRICE_WEI_PER_KWH, testChainUrl, type LedgerFixture } from "../helpers/chain.ts";
+import { accountOf, openSessionAt, unbatchedProvider } from "../helpers/ledger-helpers.ts";
 import { CategoryCounter, FuzzRandom, fuzzSeed } from "./fuzz-random.ts";
 
 const CORE_SEED = fuzzSeed(0xc4a1_2026);
@@ -392,17 +391,47 @@ function corruption(random: FuzzRandom, otherCpTopic: string, otherAddress: stri
   }
 }
 
+/** A ledger with an attested EV and owner, and CP (plus OTHER_CP when asked) registered to that owner. */
+async function ledgerWithPiles(options: { otherPile: boolean }): Promise<{ fixture: LedgerFixture; ev: HDNodeWallet }> {
+  const fixture = await deployLedgerFixture();
+  const ev = accountOf(fixture, 1);
+  const owner = accountOf(fixture, 2);
+  await fixture.attestEv(ev);
+  await fixture.attestOwner(owner);
+  await fixture.registerCp(owner, { chargePointId: CP, signer: accountOf(fixture, 3).address });
+  if (options.otherPile) await fixture.registerCp(owner, { chargePointId: OTHER_CP, signer: accountOf(fixture, 4).address });
+  return { fixture, ev };
+}
+
+interface RecordingWatcher {
+  watcher: DepositWatcher;
+  events: ChainEvent[];
+  logged: Array<{ message: string; reason?: string }>;
+}
+
+/** CP's deposit watcher on the fixture's ledger from `startBlock`, recording what it reports and what it logs. */
+function recordingWatcher(fixture: LedgerFixture, provider: JsonRpcProvider, startBlock: number, rpcTimeoutMs?: number): RecordingWatcher {
+  const events: ChainEvent[] = [];
+  const logged: Array<{ message: string; reason?: string }> = [];
+  const watcher = createDepositWatcher({
+    provider,
+    ledgerAddress: fixture.deployment.ChargingLedger,
+    cpId: cpIdOf(CP),
+    confirmations: 2,
+    startBlock,
+    ...(rpcTimeoutMs === undefined ? {} : { rpcTimeoutMs }),
+    cursor: createMemoryCursorStore(),
+    onEvent: (event) => void events.push(event),
+    log: (message, fields) => void logged.push({ message, ...(fields as { reason?: string }) }),
+  });
+  return { watcher, events, logged };
+}
+
 const SESSION_OPENED = id("SessionOpened(uint256,bytes32,address,uint256,uint256,uint32)");
 
 describe(`chain events at the deposit watcher: ${WATCHER_CASES} lying-node polls (seed ${WATCHER_SEED}, FUZZ_SEED=${WATCHER_SEED} to replay)`, () => {
   it("never reports a corrupted or foreign log as a deposit, logs why, and reports the genuine deposits once the node is honest", async () => {
-    const fixture = await deployLedgerFixture();
-    const ev = accountOf(fixture, 1);
-    const owner = accountOf(fixture, 2);
-    await fixture.attestEv(ev);
-    await fixture.attestOwner(owner);
-    await fixture.registerCp(owner, { chargePointId: CP, signer: accountOf(fixture, 3).address });
-    await fixture.registerCp(owner, { chargePointId: OTHER_CP, signer: accountOf(fixture, 4).address });
+    const { fixture, ev } = await ledgerWithPiles({ otherPile: true });
     const startBlock = (await fixture.provider.getBlockNumber()) + 1;
     const genuine = new Map<bigint, { blockNumber: number; blockHash: string; txHash: string }>();
     for (let index = 0; index < 3; index++) {
@@ -413,8 +442,7 @@ describe(`chain events at the deposit watcher: ${WATCHER_CASES} lying-node polls
     // A well-formed SessionOpened from another contract: the Registry's address, the ledger's own log.
     const node = await startLyingNode(testChainUrl());
     try {
-      const network = Network.from(DEV_CHAIN_ID);
-      const provider = new JsonRpcProvider(node.url, network, { staticNetwork: network, batchMaxCount: 1, cacheTimeout: -1 });
+      const provider = unbatchedProvider(node.url);
       const random = new FuzzRandom(WATCHER_SEED);
       const categories = new CategoryCounter();
       const outcomes = new CategoryCounter();
@@ -422,19 +450,7 @@ describe(`chain events at the deposit watcher: ${WATCHER_CASES} lying-node polls
         const bad = corruption(random, cpIdOf(OTHER_CP), fixture.deployment.Registry);
         categories.add(bad.category);
         const where = `seed ${WATCHER_SEED} case ${caseNo} (${bad.category})`;
-        const events: ChainEvent[] = [];
-        const logged: Array<{ message: string; reason?: string }> = [];
-        const watcher = createDepositWatcher({
-          provider,
-          ledgerAddress: fixture.deployment.ChargingLedger,
-          cpId: cpIdOf(CP),
-          confirmations: 2,
-          startBlock,
-          rpcTimeoutMs: 10_000,
-          cursor: createMemoryCursorStore(),
-          onEvent: (event) => void events.push(event),
-          log: (message, fields) => void logged.push({ message, ...(fields as { reason?: string }) }),
-        });
+        const { watcher, events, logged } = recordingWatcher(fixture, provider, startBlock, 10_000);
         node.setLie(bad.lie);
         let pollError: string | undefined;
         await watcher.pollOnce().catch((error: unknown) => void (pollError = String(error)));
@@ -474,12 +490,7 @@ describe(`chain events at the deposit watcher: ${WATCHER_CASES} lying-node polls
   }, 240_000);
 
   it("ignores, with a logged reason, a well-formed SessionOpened for this pile from another contract", async () => {
-    const fixture = await deployLedgerFixture();
-    const ev = accountOf(fixture, 1);
-    const owner = accountOf(fixture, 2);
-    await fixture.attestEv(ev);
-    await fixture.attestOwner(owner);
-    await fixture.registerCp(owner, { chargePointId: CP, signer: accountOf(fixture, 3).address });
+    const { fixture, ev } = await ledgerWithPiles({ otherPile: false });
     const startBlock = (await fixture.provider.getBlockNumber()) + 1;
     const opened = await openSessionAt(fixture.ledger(ev), CP, 1_000, 10n ** 16n);
     const node = await startLyingNode(testChainUrl());
@@ -488,20 +499,8 @@ describe(`chain events at the deposit watcher: ${WATCHER_CASES} lying-node polls
       node.setLie((method, result) =>
         method === "eth_getLogs" && Array.isArray(result) ? (result as RawLog[]).map((log) => ({ ...log, address: fixture.deployment.Registry })) : result,
       );
-      const network = Network.from(DEV_CHAIN_ID);
-      const provider = new JsonRpcProvider(node.url, network, { staticNetwork: network, batchMaxCount: 1, cacheTimeout: -1 });
-      const events: ChainEvent[] = [];
-      const logged: Array<{ message: string; reason?: string }> = [];
-      const watcher = createDepositWatcher({
-        provider,
-        ledgerAddress: fixture.deployment.ChargingLedger,
-        cpId: cpIdOf(CP),
-        confirmations: 2,
-        startBlock,
-        cursor: createMemoryCursorStore(),
-        onEvent: (event) => void events.push(event),
-        log: (message, fields) => void logged.push({ message, ...(fields as { reason?: string }) }),
-      });
+      const provider = unbatchedProvider(node.url);
+      const { watcher, events, logged } = recordingWatcher(fixture, provider, startBlock);
       await watcher.pollOnce();
       expect(events.filter((event) => event.type === "depositSeen")).toEqual([]);
       expect(logged).toContainEqual(
@@ -520,32 +519,14 @@ describe(`chain events at the deposit watcher: ${WATCHER_CASES} lying-node polls
   // whatever it returned; another pile's SessionOpened became this pile's depositSeen, and a price of 0 would have
   // reached the core, whose budget divides by it.
   it("refuses another pile's well-formed SessionOpened, and fails the poll on a zero price, reporting neither", async () => {
-    const fixture = await deployLedgerFixture();
-    const ev = accountOf(fixture, 1);
-    const owner = accountOf(fixture, 2);
-    await fixture.attestEv(ev);
-    await fixture.attestOwner(owner);
-    await fixture.registerCp(owner, { chargePointId: CP, signer: accountOf(fixture, 3).address });
-    await fixture.registerCp(owner, { chargePointId: OTHER_CP, signer: accountOf(fixture, 4).address });
+    const { fixture, ev } = await ledgerWithPiles({ otherPile: true });
     const startBlock = (await fixture.provider.getBlockNumber()) + 1;
     await openSessionAt(fixture.ledger(ev), OTHER_CP, 1_000, 10n ** 16n);
     const ours = await openSessionAt(fixture.ledger(ev), CP, 1_000, 10n ** 16n);
     const node = await startLyingNode(testChainUrl());
     try {
-      const network = Network.from(DEV_CHAIN_ID);
-      const provider = new JsonRpcProvider(node.url, network, { staticNetwork: network, batchMaxCount: 1, cacheTimeout: -1 });
-      const events: ChainEvent[] = [];
-      const logged: Array<{ message: string; reason?: string }> = [];
-      const watcher = createDepositWatcher({
-        provider,
-        ledgerAddress: fixture.deployment.ChargingLedger,
-        cpId: cpIdOf(CP),
-        confirmations: 2,
-        startBlock,
-        cursor: createMemoryCursorStore(),
-        onEvent: (event) => void events.push(event),
-        log: (message, fields) => void logged.push({ message, ...(fields as { reason?: string }) }),
-      });
+      const provider = unbatchedProvider(node.url);
+      const { watcher, events, logged } = recordingWatcher(fixture, provider, startBlock);
       // First lie: our log is answered as another pile's (its own log, relabelled to look like ours the other way).
       node.setLie((method, result) =>
         method === "eth_getLogs" && Array.isArray(result) ? (result as RawLog[]).map((log) => ({ ...log, topics: [log.topics[0] ?? "", log.topics[1] ?? "", cpIdOf(OTHER_CP), log.topics[3] ?? ""] })) : result,
@@ -555,16 +536,7 @@ describe(`chain events at the deposit watcher: ${WATCHER_CASES} lying-node polls
       expect(logged.map((entry) => entry.reason)).toContain(`cpId topic ${cpIdOf(OTHER_CP)} is another charge point's`);
 
       // Second lie, on a fresh watcher: our log with deposit 1 wei and price 0.
-      const fresh: ChainEvent[] = [];
-      const zeroPrice = createDepositWatcher({
-        provider,
-        ledgerAddress: fixture.deployment.ChargingLedger,
-        cpId: cpIdOf(CP),
-        confirmations: 2,
-        startBlock,
-        cursor: createMemoryCursorStore(),
-        onEvent: (event) => void fresh.push(event),
-      });
+      const { watcher: zeroPrice, events: fresh } = recordingWatcher(fixture, provider, startBlock);
       node.setLie((method, result) =>
         method === "eth_getLogs" && Array.isArray(result)
           ? (result as RawLog[]).map((log) => ({ ...log, data: `0x${"0".repeat(63)}1${"0".repeat(64)}${log.data.slice(2 + 128)}` }))

@@ -135,17 +135,23 @@ export async function runSession(fixture: LedgerFixture, run: SessionRun): Promi
 }
 
 /**
- * A provider on this worker's anvil without ethers' 10 ms request batching, for suites that send hundreds of
- * transactions; anvil mines each one instantly, so the stall is pure waiting.
+ * A provider on this worker's anvil (or `url`) without ethers' 10 ms request batching or response cache, for suites
+ * that send hundreds of transactions (anvil mines each one instantly, so the stall is pure waiting) and for a lying
+ * node in front of anvil, where every request must reach the node.
  */
-export function unbatchedProvider(): JsonRpcProvider {
+export function unbatchedProvider(url: string = testChainUrl()): JsonRpcProvider {
   const network = Network.from(DEV_CHAIN_ID);
-  return new JsonRpcProvider(testChainUrl(), network, {
+  return new JsonRpcProvider(url, network, {
     staticNetwork: network,
     batchMaxCount: 1,
     cacheTimeout: -1,
     pollingInterval: 50,
   });
+}
+
+/** Dev accounts 1, 2, 3, … of the fixture under the given names, in that order (a test's cast of parties). */
+export function accountsNamed<const Name extends string>(fixture: LedgerFixture, names: readonly Name[]): Record<Name, HDNodeWallet> {
+  return Object.fromEntries(names.map((name, index) => [name, accountOf(fixture, index + 1)])) as Record<Name, HDNodeWallet>;
 }
 
 /** Dev account `index` of the fixture (1..19 are free for tests). */

@@ -8,9 +8,10 @@ import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKeystore, loadKeystore } from "../../agent/crypto/keystore.ts";
+import { loadKeystore } from "../../agent/crypto/keystore.ts";
 import { runCli, stderrLines } from "../helpers/cli.ts";
 import { testChainUrl } from "../helpers/chain.ts";
+import { writePileDir } from "../helpers/pile-dir.ts";
 
 // Each run starts node + tsx (seconds on a loaded 2-core machine); the keystore is cheap thanks to the small scrypt N.
 const CLI_TIMEOUT_MS = 60_000;
@@ -27,27 +28,17 @@ let missingDeployment: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "trustpile-key-perms-"));
-  keystore = join(dir, "device-key.json");
-  passwordFile = join(dir, "pw");
   missingDeployment = join(dir, "deployment.json");
-  writeFileSync(passwordFile, `${KEYSTORE_PASSWORD}\n`, { mode: 0o600 });
-  await createKeystore(keystore, KEYSTORE_PASSWORD, { scryptN: 1024 });
-  devicePrivateKey = (await loadKeystore(keystore, KEYSTORE_PASSWORD)).privateKey;
-  config = join(dir, "config.yaml");
   // The address book is missing on purpose: once the key files pass, `start` stops at the deployment with its own
   // exit-2 sentence, which proves the key checks passed without needing a chain.
-  writeFileSync(
-    config,
-    [
-      "chargePointId: cp-perms",
-      "dataDir: ./data",
-      "chain: { rpcUrl: http://127.0.0.1:9, deployment: ./deployment.json, keystore: ./device-key.json, passwordFile: ./pw }",
-      "meter: { driver: sim }",
-      "gpio: { driver: sim }",
-      "",
-    ].join("\n"),
-    { mode: 0o640 },
-  );
+  ({ config, keystore, passwordFile } = await writePileDir(dir, {
+    chargePointId: "cp-perms",
+    rpcUrl: "http://127.0.0.1:9",
+    keystorePassword: KEYSTORE_PASSWORD,
+    moreConfig: ["meter: { driver: sim }", "gpio: { driver: sim }"],
+    configMode: 0o640,
+  }));
+  devicePrivateKey = (await loadKeystore(keystore, KEYSTORE_PASSWORD)).privateKey;
 });
 
 afterAll(() => {

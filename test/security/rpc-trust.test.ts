@@ -4,13 +4,13 @@
  * book; it then energized for deposits on that chain and signed totals (EIP-712 domain = the address book's chain id)
  * that the ledger there rejects with InvalidSignature, so the energy was never paid.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKeystore } from "../../agent/crypto/keystore.ts";
 import { deployLedgerFixture } from "../helpers/chain.ts";
 import { runCli, stderrLines } from "../helpers/cli.ts";
+import { writePileDir } from "../helpers/pile-dir.ts";
 
 const CLI_TIMEOUT_MS = 60_000;
 
@@ -23,22 +23,14 @@ describe("trustpile start and its RPC endpoint", () => {
     dir = mkdtempSync(join(tmpdir(), "trustpile-rpc-trust-"));
     const fixture = await deployLedgerFixture();
     deploymentPath = join(dir, "deployment.json");
-    // The same contracts' addresses, but the address book of chain 1 (a mainnet book next to a dev/test RPC).
-    writeFileSync(deploymentPath, JSON.stringify({ ...fixture.deployment, chainId: 1 }));
-    writeFileSync(join(dir, "pw"), "pile password\n", { mode: 0o600 });
-    await createKeystore(join(dir, "device-key.json"), "pile password", { scryptN: 1024 });
-    config = join(dir, "config.yaml");
-    writeFileSync(
-      config,
-      [
-        "chargePointId: cp-rpc-trust",
-        "dataDir: ./data",
-        `chain: { rpcUrl: "${fixture.provider._getConnection().url}", deployment: ./deployment.json, keystore: ./device-key.json, passwordFile: ./pw }`,
-        "meter: { driver: sim }",
-        "gpio: { driver: sim }",
-        "",
-      ].join("\n"),
-    );
+    ({ config } = await writePileDir(dir, {
+      chargePointId: "cp-rpc-trust",
+      rpcUrl: fixture.provider._getConnection().url,
+      // The same contracts' addresses, but the address book of chain 1 (a mainnet book next to a dev/test RPC).
+      deployment: { ...fixture.deployment, chainId: 1 },
+      keystorePassword: "pile password",
+      moreConfig: ["meter: { driver: sim }", "gpio: { driver: sim }"],
+    }));
     fixture.provider.destroy();
   });
 

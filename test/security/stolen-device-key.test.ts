@@ -8,18 +8,9 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { HDNodeWallet } from "ethers";
 import { SessionStatus } from "../../agent/chain/contracts.ts";
 import { authorizeSession, mined, signAndSettle } from "../../agent/chain/operations.ts";
-import { cpIdOf, signSessionTotal } from "../../agent/chain/session-total.ts";
+import { cpIdOf, signSessionTotal, type SessionTotal } from "../../agent/chain/session-total.ts";
 import { deployLedgerFixture, PRICE_WEI_PER_KWH, type LedgerFixture } from "../helpers/chain.ts";
-import {
-  accountOf,
-  costOf,
-  domainOf,
-  eventArgs,
-  expectRevert,
-  openSessionAt,
-  settleWithSignature,
-  totalOf,
-} from "../helpers/ledger-helpers.ts";
+import { accountsNamed, costOf, domainOf, eventArgs, expectRevert, openSessionAt, settleWithSignature, totalOf } from "../helpers/ledger-helpers.ts";
 
 const CP_A = "cp-stolen-key-a";
 const CP_B = "cp-stolen-key-b";
@@ -39,16 +30,19 @@ interface Cast {
 
 let cast: Cast;
 
+/**
+ * Signs `total` with the stolen key and expects the ledger to refuse it because `registeredSigner` is the key the
+ * Registry holds for that charge point.
+ */
+async function expectStolenKeyTotalRefused(total: SessionTotal, registeredSigner: string): Promise<void> {
+  const { fixture, stolenKey } = cast;
+  const signature = await signSessionTotal(stolenKey, domainOf(fixture), total);
+  await expectRevert(settleWithSignature(fixture.ledger(stolenKey), total, signature), "InvalidSignature", [total.sessionId, stolenKey.address, registeredSigner]);
+}
+
 beforeEach(async () => {
   const fixture = await deployLedgerFixture();
-  cast = {
-    fixture,
-    owner: accountOf(fixture, 1),
-    stolenKey: accountOf(fixture, 2),
-    signerB: accountOf(fixture, 3),
-    ev: accountOf(fixture, 4),
-    replacementKey: accountOf(fixture, 5),
-  };
+  cast = { fixture, ...accountsNamed(fixture, ["owner", "stolenKey", "signerB", "ev", "replacementKey"]) };
   await fixture.attestOwner(cast.owner);
   await fixture.attestEv(cast.ev);
   await fixture.registerCp(cast.owner, { chargePointId: CP_A, signer: cast.stolenKey.address });
@@ -63,13 +57,7 @@ describe("a stolen device key", () => {
     await authorizeSession(fixture.ledger(signerB), sessionId);
 
     // Signed with the stolen key, naming CP B's own cpId: the ledger checks CP B's registered signer.
-    const forged = totalOf(sessionId, CP_B, 1_500n);
-    const signature = await signSessionTotal(stolenKey, domainOf(fixture), forged);
-    await expectRevert(settleWithSignature(fixture.ledger(stolenKey), forged, signature), "InvalidSignature", [
-      sessionId,
-      stolenKey.address,
-      signerB.address,
-    ]);
+    await expectStolenKeyTotalRefused(totalOf(sessionId, CP_B, 1_500n), signerB.address);
     expect((await fixture.ledger(ev).session(sessionId)).status).toBe(SessionStatus.Authorized);
   });
 
@@ -105,12 +93,7 @@ describe("a stolen device key", () => {
     await mined("setSigner", () => fixture.registry(owner).setSigner(cpIdOf(CP_A), replacementKey.address));
 
     const total = totalOf(sessionId, CP_A, 1_200n);
-    const oldSignature = await signSessionTotal(stolenKey, domainOf(fixture), total);
-    await expectRevert(settleWithSignature(fixture.ledger(stolenKey), total, oldSignature), "InvalidSignature", [
-      sessionId,
-      stolenKey.address,
-      replacementKey.address,
-    ]);
+    await expectStolenKeyTotalRefused(total, replacementKey.address);
     const { sessionId: next } = await openSessionAt(fixture.ledger(ev), CP_A, MAX_ENERGY_WH, DEPOSIT_WEI);
     await expectRevert(fixture.ledger(stolenKey).authorize(next), "NotAuthorizer", [next, stolenKey.address]);
 

@@ -6,225 +6,58 @@
  * oversize strings, and results/errors for calls the pile never made. Each must get exactly the CallError OCPP-J
  * prescribes (ocpp-rpc's strict mode, with the 1.6 errata's names), or no reply where the spec says a CALLRESULT or
  * CALLERROR is never answered; the connection must stay up, the agent must not crash, and the session must settle
- * on the register delta with the relay closed once.
+ * on the register delta with the relay closed once. The CSMS, generator and driver are
+ * test/helpers/ocpp-hostile-frames.ts.
  */
-import { once } from "node:events";
-import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { WebSocketServer, type WebSocket } from "ws";
-import { SessionStatus, connectLedger } from "../../../agent/chain/contracts.ts";
-import { openSession } from "../../../agent/chain/operations.ts";
-import { cpIdOf } from "../../../agent/chain/session-total.ts";
-import { startOcpp, type RunningOcpp } from "../../../agent/ocpp/index.ts";
-import { silentLogger } from "../../../agent/logging.ts";
-import { SIM_CHARGE_POINT_ID, SIM_PRICE_WEI_PER_KWH, startSimWorld, waitUntil, type SimWorld } from "../../../agent/sim/world.ts";
-import { mulberry32 } from "../../helpers/prng.ts";
+import {
+  expectEachFrameAnswered,
+  callErrorFrame,
+  expectSessionSettledUnharmed,
+  hostileFrames,
+  startHostileSession,
+  stopHostileRig,
+  type HostileRig,
+  type VersionFrames,
+} from "../../helpers/ocpp-hostile-frames.ts";
+import { permissiveCsmsAnswer16 } from "../../helpers/ocpp-csms-answers.ts";
 
 const SEED = 20261203;
 const FRAMES = 1_000;
-const CP_ID = cpIdOf(SIM_CHARGE_POINT_ID);
 
-type Frame = { category: string; text: string } & (
-  | { reply: "none" }
-  /** A CALLERROR with this code, for this message id ("-1" when the frame carries no usable id). */
-  | { reply: "error"; messageId: string; code: string }
-);
+/** 1.6's payload categories, with the CallError names OCPP-J (1.6 errata names) requires. */
+const OCPP16_FRAMES: VersionFrames = {
+  resetPayload: { type: "Soft" },
+  payloadMakers: ({ random, pick, call }) => [
+    (id) => callErrorFrame("unknown action", id, "NotImplemented", call(id, pick(["FooBar", "StartCharging", "reset", "Boot"]), {})),
+    (id) => callErrorFrame("wrong type", id, "TypeConstraintViolation", pick([
+      call(id, "RemoteStartTransaction", { idTag: Math.floor(random() * 1e6) }),
+      call(id, "Reset", { type: 1 }),
+      call(id, "ChangeConfiguration", { key: 7, value: "60" }),
+      call(id, "RemoteStopTransaction", { transactionId: "one" }),
+      call(id, "GetConfiguration", { key: "HeartbeatInterval" }),
+    ])),
+    (id) => callErrorFrame("missing field", id, "OccurrenceConstraintViolation", pick([call(id, "RemoteStopTransaction", {}), call(id, "Reset", {}), call(id, "ChangeConfiguration", { key: "HeartbeatInterval" }), call(id, "TriggerMessage", {})])),
+    (id) => callErrorFrame("extra field", id, "PropertyConstraintViolation", pick([call(id, "Reset", { type: "Soft", force: true }), call(id, "ClearCache", { all: 1 }), call(id, "RemoteStopTransaction", { transactionId: 1, reason: "x" })])),
+    (id) => callErrorFrame("outside the enum", id, "FormationViolation", pick([call(id, "Reset", { type: pick(["Medium", "soft", ""]) }), call(id, "TriggerMessage", { requestedMessage: "Coffee" }), call(id, "ChangeAvailability", { connectorId: 1, type: "Sleep" })])),
+    (id) => callErrorFrame("oversize", id, "FormationViolation", pick([
+      call(id, "RemoteStartTransaction", { idTag: "x".repeat(20_000 + Math.floor(random() * 200_000)) }),
+      call(id, "ChangeConfiguration", { key: "K".repeat(51 + Math.floor(random() * 5_000)), value: "1" }),
+      call(id, "DataTransfer", { vendorId: "v".repeat(256 + Math.floor(random() * 10_000)) }),
+    ])),
+  ],
+};
 
-/** The frames, from a seed; every category names the reply OCPP-J (1.6 errata names) requires. */
-function hostileFrames(seed: number, count: number): Frame[] {
-  const random = mulberry32(seed);
-  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
-  const junk = (length: number): string =>
-    Array.from({ length }, () => String.fromCharCode(32 + Math.floor(random() * 95))).join("");
-  const call = (id: string, action: string, payload: unknown): string => JSON.stringify([2, id, action, payload]);
-  const makers: ((id: string) => Frame)[] = [
-    // Not JSON at all: no id to answer to, so the error goes to message id "-1".
-    () => ({ category: "bad JSON", text: `[2, "${junk(6)}", ${junk(1 + Math.floor(random() * 40))}`, reply: "error", messageId: "-1", code: "RpcFrameworkError" }),
-    () => ({ category: "not an array", text: pick([`{"action":"Reset"}`, "42", `"Heartbeat"`, "null", "true"]), reply: "error", messageId: "-1", code: "RpcFrameworkError" }),
-    (id) => ({ category: "message type not a number", text: JSON.stringify(["2", id, "Reset", { type: "Soft" }]), reply: "error", messageId: "-1", code: "RpcFrameworkError" }),
-    (id) => ({ category: "message id not a string", text: JSON.stringify([2, Number(id.replace(/\D/g, "")), "Reset", { type: "Soft" }]), reply: "error", messageId: "-1", code: "RpcFrameworkError" }),
-    (id) => ({ category: "unknown message type", text: JSON.stringify([pick([0, 1, 5, 6, 7, 99]), id, "Reset", {}]), reply: "error", messageId: "-1", code: "MessageTypeNotSupported" }),
-    (id) => ({ category: "unknown action", text: call(id, pick(["FooBar", "StartCharging", "reset", "Boot"]), {}), reply: "error", messageId: id, code: "NotImplemented" }),
-    (id) => ({
-      category: "wrong type",
-      text: pick([
-        call(id, "RemoteStartTransaction", { idTag: Math.floor(random() * 1e6) }),
-        call(id, "Reset", { type: 1 }),
-        call(id, "ChangeConfiguration", { key: 7, value: "60" }),
-        call(id, "RemoteStopTransaction", { transactionId: "one" }),
-        call(id, "GetConfiguration", { key: "HeartbeatInterval" }),
-      ]),
-      reply: "error",
-      messageId: id,
-      code: "TypeConstraintViolation",
-    }),
-    (id) => ({
-      category: "missing field",
-      text: pick([call(id, "RemoteStopTransaction", {}), call(id, "Reset", {}), call(id, "ChangeConfiguration", { key: "HeartbeatInterval" }), call(id, "TriggerMessage", {})]),
-      reply: "error",
-      messageId: id,
-      code: "OccurrenceConstraintViolation",
-    }),
-    (id) => ({
-      category: "extra field",
-      text: pick([call(id, "Reset", { type: "Soft", force: true }), call(id, "ClearCache", { all: 1 }), call(id, "RemoteStopTransaction", { transactionId: 1, reason: "x" })]),
-      reply: "error",
-      messageId: id,
-      code: "PropertyConstraintViolation",
-    }),
-    (id) => ({
-      category: "outside the enum",
-      text: pick([call(id, "Reset", { type: pick(["Medium", "soft", ""]) }), call(id, "TriggerMessage", { requestedMessage: "Coffee" }), call(id, "ChangeAvailability", { connectorId: 1, type: "Sleep" })]),
-      reply: "error",
-      messageId: id,
-      code: "FormationViolation",
-    }),
-    (id) => ({
-      category: "oversize",
-      text: pick([
-        call(id, "RemoteStartTransaction", { idTag: "x".repeat(20_000 + Math.floor(random() * 200_000)) }),
-        call(id, "ChangeConfiguration", { key: "K".repeat(51 + Math.floor(random() * 5_000)), value: "1" }),
-        call(id, "DataTransfer", { vendorId: "v".repeat(256 + Math.floor(random() * 10_000)) }),
-      ]),
-      reply: "error",
-      messageId: id,
-      code: "FormationViolation",
-    }),
-    // Answers to calls the pile never made: OCPP-J never answers a CALLRESULT or CALLERROR.
-    (id) => ({ category: "unexpected result", text: JSON.stringify([3, id, { status: "Accepted" }]), reply: "none" }),
-    (id) => ({ category: "unexpected error", text: JSON.stringify([4, id, "GenericError", junk(12), {}]), reply: "none" }),
-  ];
-  return Array.from({ length: count }, (_, index) => pick(makers)(`fuzz-${seed}-${index}`));
-}
-
-/** What a permissive CSMS answers to the pile's own calls (strict mode on the pile checks these too). */
-function csmsAnswer(action: string, transactionIds: Map<string, number>, messageId: string): Record<string, unknown> {
-  const now = new Date().toISOString();
-  switch (action) {
-    case "BootNotification":
-      return { status: "Accepted", currentTime: now, interval: 300 };
-    case "Heartbeat":
-      return { currentTime: now };
-    case "Authorize":
-      return { idTagInfo: { status: "Accepted" } };
-    case "StartTransaction": {
-      const transactionId = transactionIds.size + 1;
-      transactionIds.set(messageId, transactionId);
-      return { transactionId, idTagInfo: { status: "Accepted" } };
-    }
-    case "DataTransfer":
-      return { status: "Accepted" };
-    default:
-      return {};
-  }
-}
-
-interface HostileCsms {
-  url: string;
-  /** Messages from the pile that are not its own calls (its replies to our frames), in arrival order. */
-  replies: unknown[][];
-  /** Actions of the pile's own calls, in order. */
-  pileCalls: string[];
-  connections: number;
-  socket(): WebSocket;
-  close(): Promise<void>;
-}
-
-async function startHostileCsms(): Promise<HostileCsms> {
-  const server = new WebSocketServer({ port: 0, host: "127.0.0.1", handleProtocols: (protocols) => (protocols.has("ocpp1.6") ? "ocpp1.6" : false) });
-  await once(server, "listening");
-  const transactionIds = new Map<string, number>();
-  let current: WebSocket | undefined;
-  const csms: HostileCsms = {
-    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    replies: [],
-    pileCalls: [],
-    connections: 0,
-    socket: () => {
-      if (!current) throw new Error("the pile is not connected");
-      return current;
-    },
-    close: async () => {
-      for (const client of server.clients) client.terminate();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-  server.on("connection", (socket) => {
-    current = socket;
-    csms.connections += 1;
-    socket.on("message", (data) => {
-      const message = JSON.parse(String(data)) as unknown[];
-      if (message[0] === 2) {
-        const [, messageId, action] = message as [number, string, string];
-        csms.pileCalls.push(action);
-        socket.send(JSON.stringify([3, messageId, csmsAnswer(action, transactionIds, messageId)]));
-        return;
-      }
-      csms.replies.push(message);
-    });
-  });
-  return csms;
-}
-
-let world: SimWorld | undefined;
-let ocpp: RunningOcpp | undefined;
-let csms: HostileCsms | undefined;
-afterEach(async () => {
-  await ocpp?.stop();
-  await csms?.close();
-  await world?.stop();
-  ocpp = undefined;
-  csms = undefined;
-  world = undefined;
-});
+const rig: HostileRig = {};
+afterEach(() => stopHostileRig(rig));
 
 describe("OCPP 1.6J: 1,000 hostile frames in the middle of a session", () => {
   it(`answers each with the CallError the spec names (or nothing), keeps the connection, and the session settles (seed ${SEED})`, async () => {
-    csms = await startHostileCsms();
-    const w = (world = await startSimWorld());
-    ocpp = startOcpp({
-      config: { url: csms.url, version: "1.6", connectorId: 1, vendor: "trustpile", model: "trustpile-cp", reconnectMaxDelayS: 60 },
-      chargePointId: SIM_CHARGE_POINT_ID,
-      confirmations: w.core.confirmations,
-      agent: w.agent,
-      journal: w.journal,
-      log: silentLogger(),
-      onReset: () => undefined,
-    });
-    const running = ocpp;
-    await waitUntil("the pile's boot accepted", () => running.isAccepted(), 15_000);
+    const session = await startHostileSession(rig, { version: "1.6", answer: permissiveCsmsAnswer16(), depositWh: 1_000n, onReset: () => undefined });
 
-    const registerBefore = w.registerWh();
-    w.hwSim.board.ev.plug();
-    const deposit = (1_000n * SIM_PRICE_WEI_PER_KWH) / 1000n;
-    const { sessionId } = await openSession(connectLedger(w.deployment.ChargingLedger, w.evWallet), CP_ID, 20_000, deposit);
-    await waitUntil("energy flowing", () => w.registerWh() - registerBefore >= 20, 60_000);
+    await expectEachFrameAnswered(session.csms, hostileFrames(SEED, FRAMES, OCPP16_FRAMES), SEED);
 
-    const frames = hostileFrames(SEED, FRAMES);
-    const hostile = csms;
-    const socket = hostile.socket();
-    const byCategory = new Map<string, number>();
-    for (const [index, frame] of frames.entries()) {
-      byCategory.set(frame.category, (byCategory.get(frame.category) ?? 0) + 1);
-      const repliesBefore = hostile.replies.length;
-      socket.send(frame.text);
-      if (frame.reply === "none") continue;
-      await waitUntil(`a reply to frame ${index} (${frame.category})`, () => hostile.replies.length > repliesBefore, 5_000);
-      const reply = hostile.replies[repliesBefore];
-      expect(reply?.slice(0, 3), `frame ${index} (${frame.category})`).toEqual([4, frame.messageId, frame.code]);
-    }
-    // The frames that must go unanswered went unanswered: one reply for each of the others, no more.
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    expect(hostile.replies).toHaveLength(frames.filter((frame) => frame.reply !== "none").length);
-    expect(byCategory.size, `categories drawn: ${[...byCategory.keys()].join(", ")}`).toBe(13);
-    expect(hostile.connections, "the pile never dropped the connection").toBe(1);
-
-    // The session is unharmed: it still runs, settles on the register delta, and the relay closed exactly once.
-    await waitUntil(`session ${sessionId} settled`, async () => (await w.ledger.session(sessionId)).status === SessionStatus.Settled, 120_000);
-    const session = await w.ledger.session(sessionId);
-    expect(BigInt(w.registerWh() - registerBefore)).toBe(session.energyWh);
-    expect(w.agent.relay.history().filter((edge) => edge.closed)).toHaveLength(1);
-    expect(w.agent.state().fault).toBeUndefined();
-    expect(hostile.pileCalls).toEqual(expect.arrayContaining(["BootNotification", "StartTransaction", "StopTransaction"]));
+    await expectSessionSettledUnharmed(session);
+    expect(session.csms.pileCalls).toEqual(expect.arrayContaining(["BootNotification", "StartTransaction", "StopTransaction"]));
   }, 240_000);
 });

@@ -13,6 +13,7 @@ import { createLogger, silentLogger } from "../../../agent/logging.ts";
 import { freePort } from "../../../agent/net.ts";
 import { startOcpp, type OcppConfig, type ResetKind, type RunningOcpp } from "../../../agent/ocpp/index.ts";
 import { SIM_CHARGE_POINT_ID, SIM_PRICE_WEI_PER_KWH, startSimWorld, waitUntil, type SimWorld } from "../../../agent/sim/world.ts";
+import { permissiveCsmsAnswer201 } from "../../helpers/ocpp-csms-answers.ts";
 
 const CP_ID = cpIdOf(SIM_CHARGE_POINT_ID);
 const PASSWORD = "s3cret-pw-201";
@@ -57,19 +58,7 @@ async function startCsms201(port = 0): Promise<Csms201> {
     });
     client.handle(({ method, params }) => {
       calls.push({ method, params });
-      const now = new Date().toISOString();
-      switch (method) {
-        case "BootNotification":
-          return { status: "Accepted", currentTime: now, interval: 300 };
-        case "Heartbeat":
-          return { currentTime: now };
-        case "Authorize":
-          return { idTokenInfo: { status: "Accepted" } };
-        case "TransactionEvent":
-          return params.idToken === undefined ? {} : { idTokenInfo: { status: "Accepted" } };
-        default:
-          return {};
-      }
+      return permissiveCsmsAnswer201(method, params);
     });
   });
   const http = await server.listen(port, "127.0.0.1");

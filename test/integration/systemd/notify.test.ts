@@ -5,15 +5,14 @@
  * steps, and say STOPPING=1 on SIGTERM before it exits 0. (Whether it stops feeding when the loop hangs is shown
  * with fake timers in test/unit/agent/runtime/watchdog.test.ts.)
  */
-import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKeystore } from "../../../agent/crypto/keystore.ts";
 import { deployLedgerFixture } from "../../helpers/chain.ts";
-import { REPO_ROOT, cleanEnv } from "../../helpers/cli.ts";
+import { cleanEnv } from "../../helpers/cli.ts";
 import { waitUntil } from "../../helpers/agent-world.ts";
+import { startTrustpile, writePileDir } from "../../helpers/pile-dir.ts";
 
 interface Message {
   atMs: number;
@@ -27,21 +26,13 @@ describe("trustpile start under systemd Type=notify", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "trustpile-notify-"));
     const fixture = await deployLedgerFixture();
-    writeFileSync(join(dir, "deployment.json"), JSON.stringify(fixture.deployment));
-    writeFileSync(join(dir, "pw"), "pile password\n", { mode: 0o600 });
-    await createKeystore(join(dir, "device-key.json"), "pile password", { scryptN: 1024 });
-    config = join(dir, "config.yaml");
-    writeFileSync(
-      config,
-      [
-        "chargePointId: cp-notify",
-        "dataDir: ./data",
-        `chain: { rpcUrl: "${fixture.provider._getConnection().url}", deployment: ./deployment.json, keystore: ./device-key.json, passwordFile: ./pw }`,
-        "meter: { driver: sim, pollIntervalMs: 250, staleAfterMs: 3000 }",
-        "gpio: { driver: sim }",
-        "",
-      ].join("\n"),
-    );
+    ({ config } = await writePileDir(dir, {
+      chargePointId: "cp-notify",
+      rpcUrl: fixture.provider._getConnection().url,
+      deployment: fixture.deployment,
+      keystorePassword: "pile password",
+      moreConfig: ["meter: { driver: sim, pollIntervalMs: 250, staleAfterMs: 3000 }", "gpio: { driver: sim }"],
+    }));
     fixture.provider.destroy();
     // One line per message: "<ms since epoch>|<NOTIFY_SOCKET>|<assignment>|<assignment>...".
     const script = [
@@ -73,24 +64,20 @@ describe("trustpile start under systemd Type=notify", () => {
   const named = (prefix: string): Message[] => messages().filter((m) => m.args[0]?.startsWith(prefix));
 
   it("says READY=1, feeds the watchdog every WATCHDOG_USEC/2, and says STOPPING=1 on SIGTERM", async () => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, "bin/trustpile.js"), "start", "--config", config], {
-      cwd: dir,
-      env: cleanEnv({
+    const { child, output, exited } = startTrustpile(
+      config,
+      dir,
+      cleanEnv({
         PATH: `${dir}:${process.env.PATH ?? "/usr/bin:/bin"}`,
         NOTIFY_SOCKET: "/run/fake-systemd/notify",
         // WatchdogSec=2: a ping every second.
         WATCHDOG_USEC: "2000000",
         LOG_LEVEL: "warn",
       }),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    );
     try {
       await waitUntil("READY=1", () => named("READY=1").length > 0 || child.exitCode !== null, 60_000, 50);
-      expect(child.exitCode, output.slice(-2000)).toBeNull();
+      expect(child.exitCode, output().slice(-2000)).toBeNull();
       await waitUntil("three watchdog pings", () => named("WATCHDOG=1").length >= 3, 10_000, 50);
 
       const ready = named("READY=1");
@@ -104,7 +91,7 @@ describe("trustpile start under systemd Type=notify", () => {
       child.kill("SIGTERM");
     }
     const code = await exited;
-    expect(code, output.slice(-2000)).toBe(0);
+    expect(code, output().slice(-2000)).toBe(0);
     const stopping = named("STOPPING=1");
     expect(stopping.map((m) => m.args)).toEqual([["STOPPING=1", "STATUS=stopping on SIGTERM: relay open, journal closed"]]);
     expect(messages().slice(-1)[0]?.args[0], "nothing after STOPPING=1").toBe("STOPPING=1");

@@ -5,19 +5,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { elapsedMs, initialState, meterFresh, step } from "../../../../agent/core/step.ts";
-import type { CoreCommand, CoreConfig, CoreEvent, CoreState, SignedTotalRequest } from "../../../../agent/core/types.ts";
+import type { CoreCommand, CoreEvent, CoreState, SignedTotalRequest } from "../../../../agent/core/types.ts";
+import { coreConfig, sessionTerms } from "../../../helpers/core-fixtures.ts";
 
-const config: CoreConfig = {
-  chargePointId: "cp-001",
-  confirmations: 2,
-  stopMarginWh: 20,
-  staleAfterMs: 3_000,
-  feedbackTimeoutMs: 500,
-  hasEvPresentInput: true,
-  hasFeedbackInput: true,
-  stopReadingDelayMs: 1_000,
-  stopReadingTimeoutMs: 10_000,
-};
+const config = coreConfig();
 
 const HOUR_MS = 3_600_000;
 /** 2026-12-03T00:00:00Z: a wall time far from control time, so a mix-up between the two cannot pass unseen. */
@@ -63,17 +54,8 @@ class Run {
     this.send({ type: "startup" });
     this.send({ type: "evPresence", present: true });
     this.send({ type: "meterSample", energyWh: 100_000, powerW: 0 });
-    this.send({
-      type: "depositSeen",
-      sessionId: 1n,
-      ev: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-      depositWei: 3_000_000_000_000_000n, // 10,000 Wh at the price below
-      priceWeiPerKWh: 300_000_000_000_000n,
-      maxEnergyWh: 50_000,
-      depositBlock: 10,
-      depositBlockHash: "0xaa",
-      depositTxHash: "0xbb",
-    });
+    // Deposit 0.003 ether at 0.0003 ether/kWh: 10,000 Wh.
+    this.send({ type: "depositSeen", ...sessionTerms(1n) });
     this.send({ type: "chainHead", blockNumber: 11 });
     this.send({ type: "authorizeMined", sessionId: 1n, txHash: "0xauth" });
     this.send({ type: "relayFeedback", closed: true });

@@ -5,26 +5,15 @@
  * compacting as the agent does. The journal must stay bounded, keep its dedupe for compacted keys, never touch a
  * pending row, and replay to the live state.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { initialState, step } from "../../../../agent/core/step.ts";
-import type { CoreCommand, CoreConfig, CoreEvent, CoreState } from "../../../../agent/core/types.ts";
-import { openJournal, readJournalStats, type Journal, type JournalStats, type RetentionPolicy } from "../../../../agent/journal/journal.ts";
+import type { CoreCommand, CoreEvent, CoreState } from "../../../../agent/core/types.ts";
+import { readJournalStats, type Journal, type JournalStats, type RetentionPolicy } from "../../../../agent/journal/journal.ts";
 import { replayJournal } from "../../../../agent/runtime/agent.ts";
+import { coreConfig, sessionTerms } from "../../../helpers/core-fixtures.ts";
+import { tempJournals } from "../../../helpers/temp-journals.ts";
 
-const config: CoreConfig = {
-  chargePointId: "cp-001",
-  confirmations: 2,
-  stopMarginWh: 20,
-  staleAfterMs: 3_000,
-  feedbackTimeoutMs: 500,
-  hasEvPresentInput: true,
-  hasFeedbackInput: true,
-  stopReadingDelayMs: 1_000,
-  stopReadingTimeoutMs: 10_000,
-};
+const config = coreConfig();
 
 const DAY_MS = 24 * 3_600_000;
 const RETENTION: RetentionPolicy = { keepCompletedForMs: 30 * DAY_MS, keepCompletedRows: 500, keepTombstones: 2_000 };
@@ -34,26 +23,12 @@ const METER_VALUES_PER_SESSION = 10;
 const OUTBOX_ROWS_PER_SESSION = 3 + METER_VALUES_PER_SESSION + 1;
 const SIGNATURE = `0x${"ab".repeat(65)}`;
 
-let dir: string;
 let nowMs: number;
-const open: Journal[] = [];
-
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "trustpile-compaction-"));
   nowMs = 1_796_256_000_000;
 });
-
-afterEach(() => {
-  for (const journal of open.splice(0)) journal.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function openAt(name = "journal.sqlite"): Journal {
-  // NORMAL only spares the test 3,000 fsyncs; what is stored, and so every size below, is the same as with FULL.
-  const journal = openJournal(join(dir, name), { clock: () => nowMs, synchronous: "normal" });
-  open.push(journal);
-  return journal;
-}
+const journals = tempJournals("trustpile-compaction-", () => nowMs);
+const openAt = (name?: string): Journal => journals.open(name);
 
 /** The agent's write path (agent/runtime/agent.ts) without its I/O: step, journal, snapshot + prune, compact. */
 class Pile {
@@ -103,7 +78,7 @@ class Pile {
   /** One whole session: deposit, authorize, 10 samples with MeterValues, remote stop, stop reading, settle. */
   session(sessionId: bigint): void {
     this.journal.transaction(() => {
-      this.send({ type: "depositSeen", sessionId, ev: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", depositWei: 3_000_000_000_000_000n, priceWeiPerKWh: 300_000_000_000_000n, maxEnergyWh: 50_000, depositBlock: 10, depositBlockHash: "0xaa", depositTxHash: "0xbb" } as never);
+      this.send({ type: "depositSeen", ...sessionTerms(sessionId) } as never);
       this.send({ type: "chainHead", blockNumber: 11 } as never);
       this.send({ type: "authorizeMined", sessionId, txHash: "0xauth" } as never);
       this.send({ type: "relayFeedback", closed: true } as never);
@@ -233,8 +208,8 @@ describe("journal compaction", () => {
     const own = journal.stats();
     expect(own.rows.outbox).toBe(RETENTION.keepCompletedRows);
     expect(own.rows.outbox_tombstones).toBe(50 * OUTBOX_ROWS_PER_SESSION - RETENTION.keepCompletedRows);
-    expect(readJournalStats(join(dir, "journal.sqlite"))).toEqual(own);
-    const missing = join(dir, "nothing.sqlite");
+    expect(readJournalStats(journals.path("journal.sqlite"))).toEqual(own);
+    const missing = journals.path("nothing.sqlite");
     expect(() => readJournalStats(missing)).toThrow(`cannot open journal ${missing}`);
   });
 

@@ -3,23 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { initialState, step } from "../../../../agent/core/step.ts";
-import type { CoreConfig, CoreEvent, CoreState } from "../../../../agent/core/types.ts";
+import type { CoreEvent, CoreState } from "../../../../agent/core/types.ts";
 import { openJournal, type Journal } from "../../../../agent/journal/journal.ts";
 import { silentLogger } from "../../../../agent/logging.ts";
 import { createOcppObserver, type ObservedStep } from "../../../../agent/ocpp/observer.ts";
 import { createTransactionQueue } from "../../../../agent/ocpp/queue.ts";
+import { coreConfig, sessionTerms } from "../../../helpers/core-fixtures.ts";
 
-const core: CoreConfig = {
-  chargePointId: "cp-001",
-  confirmations: 1,
-  stopMarginWh: 20,
-  staleAfterMs: 3_000,
-  feedbackTimeoutMs: 500,
-  hasEvPresentInput: false,
-  hasFeedbackInput: false,
-  stopReadingDelayMs: 1_000,
-  stopReadingTimeoutMs: 10_000,
-};
+const core = coreConfig({ confirmations: 1, hasEvPresentInput: false, hasFeedbackInput: false });
 
 let dir: string;
 let path: string;
@@ -54,18 +45,7 @@ function run(journal: Journal, observer: ReturnType<typeof observerOn>["observer
   return result.state;
 }
 
-const deposit: CoreEvent = {
-  type: "depositSeen",
-  atMs: 1_000,
-  sessionId: 7n,
-  ev: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-  depositWei: 3_000_000_000_000_000n,
-  priceWeiPerKWh: 300_000_000_000_000n,
-  maxEnergyWh: 50_000,
-  depositBlock: 10,
-  depositBlockHash: "0xaa",
-  depositTxHash: "0xdeposit",
-};
+const deposit: CoreEvent = { type: "depositSeen", atMs: 1_000, ...sessionTerms(7n, { depositTxHash: "0xdeposit" }) };
 
 describe("OCPP observer", () => {
   it("commits the StartTransaction intent with the step that energized, so a kill -9 before sending keeps it", () => {

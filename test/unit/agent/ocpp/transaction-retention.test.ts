@@ -6,14 +6,11 @@
  * settings counts after thousands of sessions, the keys of a transaction with messages still pending survive, a
  * Stop whose Start row was compacted still reports its Transaction.Begin reading, and replay equals live state.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import type { MeterSample } from "../../../../drivers/meters/types.ts";
 import { initialState, step } from "../../../../agent/core/step.ts";
-import type { CoreCommand, CoreConfig, CoreEvent, CoreState } from "../../../../agent/core/types.ts";
-import { openJournal, type Journal, type RetentionPolicy } from "../../../../agent/journal/journal.ts";
+import type { CoreCommand, CoreEvent, CoreState } from "../../../../agent/core/types.ts";
+import type { Journal, RetentionPolicy } from "../../../../agent/journal/journal.ts";
 import { silentLogger } from "../../../../agent/logging.ts";
 import type { MeterReading } from "../../../../agent/ocpp/intents.ts";
 import { createOcppObserver, type OcppObserver } from "../../../../agent/ocpp/observer.ts";
@@ -27,18 +24,10 @@ import {
 } from "../../../../agent/ocpp/queue.ts";
 import { stopTransactionRequest } from "../../../../agent/ocpp/v16.ts";
 import { replayJournal } from "../../../../agent/runtime/agent.ts";
+import { coreConfig, sessionTerms } from "../../../helpers/core-fixtures.ts";
+import { tempJournals } from "../../../helpers/temp-journals.ts";
 
-const config: CoreConfig = {
-  chargePointId: "cp-001",
-  confirmations: 2,
-  stopMarginWh: 20,
-  staleAfterMs: 3_000,
-  feedbackTimeoutMs: 500,
-  hasEvPresentInput: true,
-  hasFeedbackInput: true,
-  stopReadingDelayMs: 1_000,
-  stopReadingTimeoutMs: 10_000,
-};
+const config = coreConfig();
 
 const RETENTION: RetentionPolicy = { keepCompletedForMs: 30 * 24 * 3_600_000, keepCompletedRows: 200, keepTombstones: 1_000 };
 const KEEP_FINISHED = 50;
@@ -47,26 +36,12 @@ const FIXED_SETTINGS = 2;
 /** transactionId, sessionOfTransaction and depositTx of a transaction whose Start was confirmed (1.6: no 2.0.1 record). */
 const SETTINGS_PER_TRANSACTION = 3;
 
-let dir: string;
 let nowMs: number;
-const open: Journal[] = [];
-
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "ocpp-retention-"));
   nowMs = 1_796_256_000_000;
 });
-
-afterEach(() => {
-  for (const journal of open.splice(0)) journal.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function openAt(): Journal {
-  // NORMAL only spares the test tens of thousands of fsyncs; what is stored is the same as with FULL.
-  const journal = openJournal(join(dir, "journal.sqlite"), { clock: () => nowMs, synchronous: "normal" });
-  open.push(journal);
-  return journal;
-}
+const journals = tempJournals("ocpp-retention-", () => nowMs);
+const openAt = (): Journal => journals.open();
 
 /** A CSMS stub: starts get transactionId 5000 + session id; every Stop is recorded with what it carried. */
 class Csms {
@@ -162,7 +137,7 @@ class Pile {
 
   /** Deposit to energized: the transaction starts. */
   energize(sessionId: bigint): void {
-    this.send({ type: "depositSeen", sessionId, ev: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", depositWei: 3_000_000_000_000_000n, priceWeiPerKWh: 300_000_000_000_000n, maxEnergyWh: 50_000, depositBlock: 10, depositBlockHash: "0xaa", depositTxHash: `0xdeposit${sessionId}` } as never);
+    this.send({ type: "depositSeen", ...sessionTerms(sessionId, { depositTxHash: `0xdeposit${sessionId}` }) } as never);
     this.send({ type: "chainHead", blockNumber: 11 } as never);
     this.send({ type: "authorizeMined", sessionId, txHash: "0xauth" } as never);
     this.send({ type: "relayFeedback", closed: true } as never);
