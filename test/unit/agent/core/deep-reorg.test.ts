@@ -5,36 +5,15 @@
  * under outbox keys of its own (generation 1: `authorize:<id>/r1`), while outcomes for the earlier one move nothing.
  */
 import { describe, expect, it } from "vitest";
+import { coreConfig, sessionTerms } from "../../../helpers/core-fixtures.ts";
 import { generationFor, initialState, sessionLabel, step } from "../../../../agent/core/step.ts";
 import type { CoreCommand, CoreConfig, CoreEvent, CoreState, SessionTerms } from "../../../../agent/core/types.ts";
 
-const config: CoreConfig = {
-  chargePointId: "cp-001",
-  confirmations: 2,
-  stopMarginWh: 20,
-  staleAfterMs: 3_000,
-  feedbackTimeoutMs: 500,
-  hasEvPresentInput: true,
-  hasFeedbackInput: false,
-  stopReadingDelayMs: 1_000,
-  stopReadingTimeoutMs: 10_000,
-};
+const config: CoreConfig = coreConfig({ hasFeedbackInput: false });
 
-// 0.003 ether at 0.0003 ether/kWh covers 10,000 Wh.
-const terms = (sessionId: bigint, over: Partial<SessionTerms> = {}): SessionTerms => ({
-  sessionId,
-  ev: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-  depositWei: 3_000_000_000_000_000n,
-  priceWeiPerKWh: 300_000_000_000_000n,
-  maxEnergyWh: 50_000,
-  depositBlock: 10,
-  depositBlockHash: "0xaa",
-  depositTxHash: "0xbb",
-  ...over,
-});
 
 /** The deposit that took id 1 again after the reorg: another transaction in another block. */
-const replacement = terms(1n, { depositBlock: 20, depositBlockHash: "0xcc", depositTxHash: "0xdd", depositWei: 1_500_000_000_000_000n });
+const replacement = sessionTerms(1n, { depositBlock: 20, depositBlockHash: "0xcc", depositTxHash: "0xdd", depositWei: 1_500_000_000_000_000n });
 
 type EventInput = CoreEvent extends infer E ? (E extends CoreEvent ? Omit<E, "atMs"> & { atMs?: number } : never) : never;
 
@@ -60,7 +39,7 @@ class Run {
     this.send({ type: "startup" });
     this.send({ type: "evPresence", present: true });
     this.sample(100_000, 0);
-    this.send({ type: "depositSeen", ...terms(1n) });
+    this.send({ type: "depositSeen", ...sessionTerms(1n) });
     this.send({ type: "chainHead", blockNumber: 11 });
     this.send({ type: "authorizeMined", sessionId: 1n, txHash: "0xauth0" });
     expect(this.state.phase).toBe("energized");
@@ -169,13 +148,13 @@ describe("session core: a deposit that takes the id of one removed by a deep reo
     const run = new Run();
     run.energizeFirst();
     run.reorgFirstUntilSettling();
-    run.send({ type: "depositSeen", ...terms(1n, { depositBlock: 13, depositBlockHash: "0xee" }) });
+    run.send({ type: "depositSeen", ...sessionTerms(1n, { depositBlock: 13, depositBlockHash: "0xee" }) });
     expect(run.state.phase).toBe("settling");
     expect(run.state.session?.generation).toBeUndefined();
     expect(run.state.finishedSessionIds).toEqual(["1/r1"]);
     run.send({ type: "settleMined", sessionId: 1n, txHash: "0xsettle0", generation: 0 });
     expect(run.state.phase).toBe("idle");
-    run.send({ type: "depositSeen", ...terms(1n, { depositBlock: 13, depositBlockHash: "0xee" }) });
+    run.send({ type: "depositSeen", ...sessionTerms(1n, { depositBlock: 13, depositBlockHash: "0xee" }) });
     expect(run.state.phase).toBe("idle");
     expect(run.state.finishedSessionIds).toEqual(["1/r1", "1"]);
   });
@@ -184,7 +163,7 @@ describe("session core: a deposit that takes the id of one removed by a deep reo
     const run = new Run();
     run.send({ type: "startup" });
     run.send({ type: "evPresence", present: true });
-    run.send({ type: "depositSeen", ...terms(4n) });
+    run.send({ type: "depositSeen", ...sessionTerms(4n) });
     run.send({ type: "chainHead", blockNumber: 11 });
     run.send({ type: "authorizeMined", sessionId: 4n, txHash: "0xauth" }); // no meter yet: stays authorized
     expect(run.state.phase).toBe("authorized");
@@ -193,7 +172,7 @@ describe("session core: a deposit that takes the id of one removed by a deep reo
     expect(run.state.phase).toBe("idle");
     expect(run.state.reorgedSessionGenerations).toEqual({ "4": 1 });
     const from = run.commands.length;
-    run.send({ type: "depositSeen", ...terms(4n, { depositBlock: 12, depositBlockHash: "0xff" }) });
+    run.send({ type: "depositSeen", ...sessionTerms(4n, { depositBlock: 12, depositBlockHash: "0xff" }) });
     run.send({ type: "chainHead", blockNumber: 13 });
     // `authorize:4` is done in the outbox: without its own key this authorize would never be sent.
     expect(run.of("sendAuthorize", from)).toEqual([{ type: "sendAuthorize", sessionId: 4n, generation: 1 }]);

@@ -1,32 +1,11 @@
 import { describe, expect, it } from "vitest";
+import { coreConfig, sessionTerms } from "../../../helpers/core-fixtures.ts";
 import { mulberry32 } from "../../../helpers/prng.ts";
 import { confirmationsOf, initialState, meterFresh, step, unservableTermsReason } from "../../../../agent/core/step.ts";
 import type { CoreCommand, CoreConfig, CoreEvent, CoreState, SessionTerms } from "../../../../agent/core/types.ts";
 
-const config: CoreConfig = {
-  chargePointId: "cp-001",
-  confirmations: 2,
-  stopMarginWh: 20,
-  staleAfterMs: 3_000,
-  feedbackTimeoutMs: 500,
-  hasEvPresentInput: true,
-  hasFeedbackInput: true,
-  stopReadingDelayMs: 1_000,
-  stopReadingTimeoutMs: 10_000,
-};
+const config: CoreConfig = coreConfig();
 
-// 0.0003 ether per kWh; 0.003 ether covers exactly 10,000 Wh.
-const terms = (sessionId: bigint, over: Partial<SessionTerms> = {}): SessionTerms => ({
-  sessionId,
-  ev: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-  depositWei: 3_000_000_000_000_000n,
-  priceWeiPerKWh: 300_000_000_000_000n,
-  maxEnergyWh: 50_000,
-  depositBlock: 10,
-  depositBlockHash: "0xaa",
-  depositTxHash: "0xbb",
-  ...over,
-});
 
 /** Any core event, with its time optional (the run's clock fills it in). */
 type EventInput = CoreEvent extends infer E ? (E extends CoreEvent ? Omit<E, "atMs"> & { atMs?: number } : never) : never;
@@ -63,7 +42,7 @@ class Run {
     this.send({ type: "startup" });
     this.send({ type: "evPresence", present: true });
     this.sample(100_000, 0);
-    this.send({ type: "depositSeen", ...terms(sessionId) });
+    this.send({ type: "depositSeen", ...sessionTerms(sessionId) });
     this.send({ type: "chainHead", blockNumber: 11 });
     this.send({ type: "authorizeMined", sessionId, txHash: "0xauth" });
     this.send({ type: "relayFeedback", closed: true });
@@ -78,10 +57,10 @@ describe("session core: deposit gate", () => {
     run.send({ type: "startup" });
     run.send({ type: "evPresence", present: true });
     run.sample(100_000, 0);
-    expect(run.send({ type: "depositSeen", ...terms(7n) })).toEqual([{ type: "notify", kind: "session", message: "session 7: depositPending", sessionId: 7n }]);
+    expect(run.send({ type: "depositSeen", ...sessionTerms(7n) })).toEqual([{ type: "notify", kind: "session", message: "session 7: depositPending", sessionId: 7n }]);
     run.send({ type: "chainHead", blockNumber: 10 });
     expect(run.state.phase).toBe("depositPending");
-    expect(confirmationsOf(run.state, terms(7n))).toBe(1);
+    expect(confirmationsOf(run.state, sessionTerms(7n))).toBe(1);
     expect(run.send({ type: "chainHead", blockNumber: 11 })).toContainEqual({ type: "sendAuthorize", sessionId: 7n });
     expect(run.state.phase).toBe("authorizing");
     expect(run.relayCommands()).toEqual([{ closed: false, reason: "startup" }]);
@@ -101,7 +80,7 @@ describe("session core: deposit gate", () => {
     run.send({ type: "startup" });
     run.send({ type: "evPresence", present: true });
     run.sample(100_000);
-    run.send({ type: "depositSeen", ...terms(1n) });
+    run.send({ type: "depositSeen", ...sessionTerms(1n) });
     for (let block = 10; block < 100; block++) run.send({ type: "chainHead", blockNumber: block });
     expect(run.relayCommands().filter((c) => c.closed)).toEqual([]);
   });
@@ -111,7 +90,7 @@ describe("session core: deposit gate", () => {
     run.send({ type: "startup" });
     run.send({ type: "evPresence", present: true });
     run.sample(100_000);
-    run.send({ type: "depositSeen", ...terms(1n) });
+    run.send({ type: "depositSeen", ...sessionTerms(1n) });
     run.send({ type: "chainHead", blockNumber: 12 });
     run.at(run.t + 5_000);
     run.send({ type: "authorizeMined", sessionId: 1n, txHash: "0xa" });
@@ -127,12 +106,12 @@ describe("session core: deposit gate", () => {
     run.send({ type: "startup" });
     run.send({ type: "evPresence", present: true });
     run.sample(100_000);
-    run.send({ type: "depositSeen", ...terms(1n) });
+    run.send({ type: "depositSeen", ...sessionTerms(1n) });
     run.send({ type: "depositReorged", sessionId: 1n });
     expect(run.state.phase).toBe("idle");
     run.send({ type: "chainHead", blockNumber: 20 });
     expect(run.commands.some((c) => c.type === "sendAuthorize")).toBe(false);
-    run.send({ type: "depositSeen", ...terms(1n, { depositBlock: 15, depositBlockHash: "0xcc" }) });
+    run.send({ type: "depositSeen", ...sessionTerms(1n, { depositBlock: 15, depositBlockHash: "0xcc" }) });
     expect(run.state.phase).toBe("authorizing");
     expect(run.relayCommands().filter((c) => c.closed)).toEqual([]);
   });
@@ -141,30 +120,30 @@ describe("session core: deposit gate", () => {
     const run = new Run();
     run.send({ type: "startup" });
     // 6,000,000,000,000 wei at 0.0003 ether/kWh covers 20 Wh = the stop margin.
-    const commands = run.send({ type: "depositSeen", ...terms(3n, { depositWei: 6_000_000_000_000n }) });
+    const commands = run.send({ type: "depositSeen", ...sessionTerms(3n, { depositWei: 6_000_000_000_000n }) });
     expect(run.state.phase).toBe("idle");
     expect(commands[0]).toMatchObject({ type: "notify", kind: "warning" });
     expect(run.state.finishedSessionIds).toEqual(["3"]);
   });
 
   it("refuses a deposit with a price or a deposit of 0 as a warning, without throwing, and serves the next one", () => {
-    expect(unservableTermsReason(terms(1n, { priceWeiPerKWh: 0n }))).toBe("its price is 0 wei/kWh; expected a price above 0");
-    expect(unservableTermsReason(terms(1n, { depositWei: 0n }))).toBe("its deposit is 0 wei; expected a deposit above 0");
-    expect(unservableTermsReason(terms(1n))).toBeUndefined();
+    expect(unservableTermsReason(sessionTerms(1n, { priceWeiPerKWh: 0n }))).toBe("its price is 0 wei/kWh; expected a price above 0");
+    expect(unservableTermsReason(sessionTerms(1n, { depositWei: 0n }))).toBe("its deposit is 0 wei; expected a deposit above 0");
+    expect(unservableTermsReason(sessionTerms(1n))).toBeUndefined();
 
     const run = new Run();
     run.send({ type: "startup" });
     run.send({ type: "evPresence", present: true });
     run.sample(100_000, 0);
-    expect(run.send({ type: "depositSeen", ...terms(4n, { priceWeiPerKWh: 0n }) })).toEqual([
+    expect(run.send({ type: "depositSeen", ...sessionTerms(4n, { priceWeiPerKWh: 0n }) })).toEqual([
       { type: "notify", kind: "warning", message: "session 4: deposit refused, its price is 0 wei/kWh; expected a price above 0; not serving it", sessionId: 4n },
     ]);
     expect(run.state.phase).toBe("idle");
     expect(run.state.session).toBeUndefined();
     // Queued behind another session, a deposit of 0 is refused when its turn comes (here: the first is reorged away).
-    run.send({ type: "depositSeen", ...terms(5n) });
+    run.send({ type: "depositSeen", ...sessionTerms(5n) });
     expect(run.state.session?.sessionId).toBe(5n);
-    run.send({ type: "depositSeen", ...terms(6n, { depositWei: 0n, depositBlock: 12 }) });
+    run.send({ type: "depositSeen", ...sessionTerms(6n, { depositWei: 0n, depositBlock: 12 }) });
     expect(run.state.queue.map((q) => q.sessionId)).toEqual([6n]);
     run.send({ type: "depositReorged", sessionId: 5n });
     expect(run.state.session).toBeUndefined();
@@ -228,7 +207,7 @@ describe("session core: stopping and the signed total", () => {
     run.send({ type: "startup" });
     run.send({ type: "evPresence", present: true });
     run.sample(0, 0);
-    run.send({ type: "depositSeen", ...terms(1n, { maxEnergyWh: 2_000 }) });
+    run.send({ type: "depositSeen", ...sessionTerms(1n, { maxEnergyWh: 2_000 }) });
     run.send({ type: "chainHead", blockNumber: 11 });
     run.send({ type: "authorizeMined", sessionId: 1n, txHash: "0xa" });
     run.at(run.t + 1_000);
@@ -292,7 +271,7 @@ describe("session core: relay faults, start-up and shutdown", () => {
     run.send({ type: "startup" });
     run.send({ type: "evPresence", present: true });
     run.sample(100_000);
-    run.send({ type: "depositSeen", ...terms(1n) });
+    run.send({ type: "depositSeen", ...sessionTerms(1n) });
     run.send({ type: "chainHead", blockNumber: 11 });
     run.send({ type: "relayFeedback", closed: false });
     run.send({ type: "authorizeMined", sessionId: 1n, txHash: "0xa" });
@@ -357,13 +336,13 @@ describe("session core: relay faults, start-up and shutdown", () => {
     run.send({ type: "startup" });
     run.send({ type: "evPresence", present: true });
     run.sample(100_000);
-    run.send({ type: "depositSeen", ...terms(4n) });
+    run.send({ type: "depositSeen", ...sessionTerms(4n) });
     run.send({ type: "authorizeMined", sessionId: 4n, txHash: "0xold" });
     run.send({ type: "sessionClosedOnChain", sessionId: 4n, how: "settled" });
     run.send({ type: "chainHead", blockNumber: 50 });
     expect(run.state.phase).toBe("idle");
     expect(run.relayCommands().filter((c) => c.closed)).toEqual([]);
-    run.send({ type: "depositSeen", ...terms(4n) });
+    run.send({ type: "depositSeen", ...sessionTerms(4n) });
     expect(run.state.session).toBeUndefined();
   });
 
@@ -384,7 +363,7 @@ describe("session core: availability (OCPP ChangeAvailability)", () => {
     run.sample(100_000, 0);
     run.send({ type: "availability", operative: false });
     expect(run.state.inoperative).toBe(true);
-    run.send({ type: "depositSeen", ...terms(7n) });
+    run.send({ type: "depositSeen", ...sessionTerms(7n) });
     for (let block = 11; block < 30; block++) {
       expect(run.send({ type: "chainHead", blockNumber: block }).filter((c) => c.type === "sendAuthorize")).toEqual([]);
     }
@@ -398,7 +377,7 @@ describe("session core: availability (OCPP ChangeAvailability)", () => {
   it("lets a running session deliver to its end while inoperative, then holds the next queued deposit", () => {
     const run = new Run();
     run.energize(1n);
-    run.send({ type: "depositSeen", ...terms(2n, { depositBlock: 12 }) });
+    run.send({ type: "depositSeen", ...sessionTerms(2n, { depositBlock: 12 }) });
     run.send({ type: "availability", operative: false });
     run.at(run.t + 1_000).sample(100_500, 7_000);
     expect(run.state.phase).toBe("energized");
@@ -418,15 +397,15 @@ describe("session core: several deposits", () => {
   it("serves a deposit that arrives during a session after that session settles, never a deposit twice", () => {
     const run = new Run();
     run.energize(1n);
-    run.send({ type: "depositSeen", ...terms(2n, { depositBlock: 12 }) });
-    run.send({ type: "depositSeen", ...terms(2n, { depositBlock: 12 }) });
+    run.send({ type: "depositSeen", ...sessionTerms(2n, { depositBlock: 12 }) });
+    run.send({ type: "depositSeen", ...sessionTerms(2n, { depositBlock: 12 }) });
     expect(run.state.queue.map((q) => q.sessionId)).toEqual([2n]);
     run.send({ type: "remoteStop" });
     run.send({ type: "relayFeedback", closed: false });
     run.at(run.t + 1_000).sample(100_000, 0);
     run.send({ type: "settleMined", sessionId: 1n, txHash: "0xs" });
     expect(run.state.session?.sessionId).toBe(2n);
-    run.send({ type: "depositSeen", ...terms(1n) });
+    run.send({ type: "depositSeen", ...sessionTerms(1n) });
     expect(run.state.queue).toEqual([]);
   });
 });
@@ -451,7 +430,7 @@ describe("session core: properties over random event sequences", () => {
           { type: "meterFault", atMs: t, kind: pick(["timeout", "crc", "implausible"]), message: "x" },
           { type: "evPresence", atMs: t, present: random() < 0.7 },
           { type: "relayFeedback", atMs: t, closed: random() < 0.5 ? state.relayCommandedClosed : !state.relayCommandedClosed },
-          { type: "depositSeen", atMs: t, ...terms(sessionId, { depositBlock: head, depositWei: BigInt(Math.floor(random() * 5e15)) }) },
+          { type: "depositSeen", atMs: t, ...sessionTerms(sessionId, { depositBlock: head, depositWei: BigInt(Math.floor(random() * 5e15)) }) },
           { type: "chainHead", atMs: t, blockNumber: (head += Math.floor(random() * 2)) },
           { type: "depositReorged", atMs: t, sessionId },
           { type: "authorizeMined", atMs: t, sessionId, txHash: "0x1" },

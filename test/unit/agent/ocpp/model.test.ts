@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { coreConfig, sessionTerms } from "../../../helpers/core-fixtures.ts";
 import { initialState, step } from "../../../../agent/core/step.ts";
 import type { CoreConfig, CoreEvent, CoreState, SessionTerms } from "../../../../agent/core/types.ts";
 import type { MeterReading, OcppIntent } from "../../../../agent/ocpp/intents.ts";
@@ -15,32 +16,10 @@ import {
   type OcppModelState,
 } from "../../../../agent/ocpp/model.ts";
 
-const core: CoreConfig = {
-  chargePointId: "cp-001",
-  confirmations: 2,
-  stopMarginWh: 20,
-  staleAfterMs: 3_000,
-  feedbackTimeoutMs: 500,
-  hasEvPresentInput: true,
-  hasFeedbackInput: false,
-  stopReadingDelayMs: 1_000,
-  stopReadingTimeoutMs: 10_000,
-};
+const core: CoreConfig = coreConfig({ hasFeedbackInput: false });
 
 const modelConfig: OcppModelConfig = { connectorId: 1, meterValueSampleIntervalS: 10, clockAlignedDataIntervalS: 0 };
 
-// 0.0003 ether per kWh; 0.003 ether covers 10,000 Wh.
-const terms = (sessionId: bigint, over: Partial<SessionTerms> = {}): SessionTerms => ({
-  sessionId,
-  ev: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-  depositWei: 3_000_000_000_000_000n,
-  priceWeiPerKWh: 300_000_000_000_000n,
-  maxEnergyWh: 50_000,
-  depositBlock: 10,
-  depositBlockHash: "0xaa",
-  depositTxHash: "0xbb",
-  ...over,
-});
 
 const phases = [
   { voltageV: 230.1, currentA: 10.12, powerW: 2_328 },
@@ -101,7 +80,7 @@ function authorized(h: Harness, startWh = 5_000): void {
   h.send({ type: "startup" });
   h.sample(startWh, 0);
   h.send({ type: "evPresence", present: true });
-  h.send({ type: "depositSeen", ...terms(7n) });
+  h.send({ type: "depositSeen", ...sessionTerms(7n) });
   h.send({ type: "chainHead", blockNumber: 11 });
   h.send({ type: "authorizeMined", sessionId: 7n, txHash: "0xa1" });
 }
@@ -113,7 +92,7 @@ describe("observeCore: one session", () => {
     expect(h.kinds()).toEqual(["status 0 Available", "status 1 Available"]);
     h.after(1000).sample(5_000, 0);
     h.send({ type: "evPresence", present: true });
-    h.send({ type: "depositSeen", ...terms(7n) });
+    h.send({ type: "depositSeen", ...sessionTerms(7n) });
     h.send({ type: "chainHead", blockNumber: 11 });
     h.send({ type: "authorizeMined", sessionId: 7n, txHash: "0xa1" });
     // The reading is fresh, the EV present: the relay closes as soon as authorize is mined.
@@ -208,7 +187,7 @@ describe("observeCore: one session", () => {
     h.after(1000).sample(5_030, 7_000);
     h.send({ type: "depositReorged", sessionId: 7n });
     // Still stopping (no stop reading yet) when a different deposit gets id 7 from the rewound ledger counter.
-    h.send({ type: "depositSeen", ...terms(7n, { depositBlock: 20, depositBlockHash: "0xcc", depositTxHash: "0xdd" }) });
+    h.send({ type: "depositSeen", ...sessionTerms(7n, { depositBlock: 20, depositBlockHash: "0xcc", depositTxHash: "0xdd" }) });
     expect(h.state.session).toMatchObject({ sessionId: 7n, generation: 1 });
     h.send({ type: "chainHead", blockNumber: 21 });
     h.send({ type: "authorizeMined", sessionId: 7n, txHash: "0xa2", generation: 1 });
@@ -276,7 +255,7 @@ describe("remoteStartTarget: the deposit rule", () => {
     const h = new Harness();
     h.send({ type: "startup" });
     expect(remoteStartTarget(h.state, "7", 2)).toBeUndefined();
-    h.send({ type: "depositSeen", ...terms(7n) });
+    h.send({ type: "depositSeen", ...sessionTerms(7n) });
     expect(h.state.phase).toBe("depositPending");
     expect(remoteStartTarget(h.state, "7", 2)).toBeUndefined(); // one confirmation of two
     h.send({ type: "chainHead", blockNumber: 11 });
@@ -291,7 +270,7 @@ describe("remoteStartTarget: the deposit rule", () => {
     authorized(h);
     expect(h.state.phase).toBe("energized");
     expect(remoteStartTarget(h.state, "7", 2)).toBeUndefined();
-    h.send({ type: "depositSeen", ...terms(8n, { depositBlock: 12 }) });
+    h.send({ type: "depositSeen", ...sessionTerms(8n, { depositBlock: 12 }) });
     expect(remoteStartTarget(h.state, "8", 2)).toBeUndefined();
     h.send({ type: "chainHead", blockNumber: 13 });
     expect(remoteStartTarget(h.state, "8", 2)).toBe(8n);
@@ -301,7 +280,7 @@ describe("remoteStartTarget: the deposit rule", () => {
     const h = new Harness();
     h.send({ type: "startup" });
     const before = h.state;
-    h.send({ type: "depositSeen", ...terms(7n) });
+    h.send({ type: "depositSeen", ...sessionTerms(7n) });
     expect(authorizeDue(before, h.state)).toBeUndefined();
     const pending = h.state;
     h.send({ type: "chainHead", blockNumber: 11 });
@@ -320,7 +299,7 @@ describe("availability", () => {
     h.send({ type: "availability", operative: false });
     expect(h.statuses(0).at(-1)).toBe("Unavailable");
     expect(h.statuses(1).at(-1)).toBe("Unavailable");
-    h.send({ type: "depositSeen", ...terms(7n) });
+    h.send({ type: "depositSeen", ...sessionTerms(7n) });
     h.send({ type: "chainHead", blockNumber: 20 });
     expect(h.state.phase).toBe("depositPending");
     expect(remoteStartTarget(h.state, "7", 2)).toBeUndefined();
